@@ -1,0 +1,34 @@
+"""Numba kernels of the PPAN format (spec/FORMAT.md).
+
+Each submodule holds small ``@numba.njit(cache=True, nogil=True)`` kernels and thin Python
+wrappers with the public names. The wrappers hand the kernels only C-contiguous ``uint8``
+arrays (read-only views of the inputs, writeable arrays only for outputs) and Python ints,
+so every kernel compiles to a single signature.
+
+- ``rle``: the MASK run-length stream (§5).
+- ``resample``: the encoder's area downsampling (§12) and the bicubic upsampling (§8.1).
+- ``blend``: feathering of the background next to the subject (§8.3).
+- ``predict``: MED prediction of the subject pixels, SUBJ coding 2 (§6.2).
+"""
+
+import numpy as np
+
+
+def as_u8(a, ndim: int, name: str) -> np.ndarray:
+    """Return ``a`` as a read-only, C-contiguous uint8 array of ``ndim`` dimensions.
+
+    Bytes-like objects are read as uint8 and boolean arrays are viewed as uint8; other
+    dtypes raise ``TypeError``. The data is copied only when ``a`` is not C-contiguous.
+    """
+    if isinstance(a, (bytes, bytearray, memoryview)):
+        a = np.frombuffer(a, np.uint8)
+    a = np.asarray(a)
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8)
+    if a.dtype != np.uint8:
+        raise TypeError(f"{name} must be a uint8 array, not {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, not {a.ndim}")
+    a = np.ascontiguousarray(a).view()
+    a.flags.writeable = False
+    return a
