@@ -1,0 +1,145 @@
+"""Pillow plugin for .ppan files: open, load, draft, verify and save.
+
+Importing this module registers the format, like Pillow's own ``*ImagePlugin`` modules.
+``Image.open`` reads only the header and the metadata before the first layer; pixels
+are decoded in ``load()`` by :class:`PpanDecoder`, which also serves ``ImageFile.Parser``.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from . import container, metadata
+from .container import SIGNATURE, ChunkAssembler, Header, LayerCollector
+
+FORMAT = "PPAN"
+_SAVE_MODES = {"1": "L", "L": "L", "RGB": "RGB", "RGBA": "RGBA"}
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix.startswith(SIGNATURE)
+
+
+class PpanImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "Peter Pan semantic image"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        try:
+            self.header = container.read_head(self.fp)
+            pre_layer = {}
+            while not container.is_critical(container.peek_chunk_type(self.fp)):
+                chunk_type, data = container.read_chunk(self.fp)
+                if chunk_type in container.METADATA_TYPES:
+                    pre_layer.setdefault(chunk_type, data)
+        except OSError as exc:
+            raise SyntaxError(str(exc)) from exc
+        self.info.update(metadata.unpack(pre_layer))
+        self.info["background_scale"] = self.header.scale
+        self.info["feather"] = self.header.feather
+        self._mode = self.header.mode
+        self._size = self.header.size
+        self.tile = [ImageFile._Tile("ppan", (0, 0, *self.size), self.fp.tell(), (self.header,))]
+
+    def draft(self, mode: str | None, size: tuple[int, int] | None):
+        """Decode only the background layer when ``size`` fits in it (for thumbnails)."""
+        scale = self.header.scale
+        if not size or scale == 1 or self.decoderconfig or len(self.tile) != 1:
+            return None
+        if min(self.size[0] // size[0], self.size[1] // size[1]) < scale:
+            return None
+        original = self.size
+        self._size = self.header.background_size
+        self.tile = [self.tile[0]._replace(extents=(0, 0, *self.size))]
+        self.decoderconfig = (True,)
+        return self.mode, (0, 0, original[0] / scale, original[1] / scale)
+
+    def verify(self) -> None:
+        """Check every chunk's length, CRC and order without decoding pixels."""
+        assert self.fp is not None
+        self.fp.seek(self.tile[0].offset)
+        collector = LayerCollector()
+        while not collector.done:
+            collector.add(*container.read_chunk(self.fp))
+        if self._exclusive_fp:
+            self.fp.close()
+        self.fp = None
+
+
+class PpanDecoder(ImageFile.PyDecoder):
+    """Fed the bytes after the metadata; decodes when DONE (or BGND, if reduced) arrives."""
+
+    _pulls_fd = False
+
+    def init(self, args: tuple) -> None:
+        self.header: Header = args[0]
+        self.reduced = bool(args[1]) if len(args) > 1 else False
+        self._chunks = ChunkAssembler()
+        self._layers = LayerCollector()
+        self._finished = self._failed = False
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        try:
+            for chunk_type, data in self._chunks.feed(bytes(buffer)):
+                self._layers.add(chunk_type, data)
+                if self._layers.done or (self.reduced and chunk_type == container.BGND):
+                    self._render()
+                    return -1, 0
+        except Exception:
+            self._failed = True
+            raise
+        return len(buffer), 0
+
+    def cleanup(self) -> None:
+        """With LOAD_TRUNCATED_IMAGES, a truncated file shows what its complete layers allow."""
+        if not (self._finished or self._failed) and ImageFile.LOAD_TRUNCATED_IMAGES:
+            self._render()
+
+    def _render(self) -> None:
+        from . import codec  # NumPy and Numba only once pixels are needed
+
+        self._finished = True
+        pixels = codec.decode(self.header, self._layers.layers, self.reduced)
+        self.set_as_raw(pixels.tobytes(), self.mode)
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """Encode the whole file in memory first, then write it in one go."""
+    import numpy as np
+
+    from . import codec
+    from .masking import resolve_mask
+    from .options import EncodeOptions
+
+    params = im.encoderinfo
+    options = EncodeOptions.from_mapping(params)
+    image = _savable(im)
+    mask = resolve_mask(image, params.get("mask"), params.get("segmenter"))
+    chunks = metadata.pack({key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")})
+    pixels = np.asarray(image).reshape(image.height, image.width, -1)
+    fp.write(codec.encode(pixels, mask, image.mode, options, chunks))
+
+
+def _savable(im: Image.Image) -> Image.Image:
+    """The image in L, RGB or RGBA; palette images become RGB(A), other modes are refused."""
+    if im.mode in ("P", "PA", "LA", "La", "RGBa"):
+        has_alpha = im.mode != "P" or "transparency" in im.info
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if im.mode not in _SAVE_MODES:
+        raise OSError(f"cannot write mode {im.mode} as {FORMAT}")
+    return im.convert(_SAVE_MODES[im.mode]) if im.mode == "1" else im
+
+
+def register() -> None:
+    """Register the format with Pillow (idempotent)."""
+    Image.register_open(FORMAT, PpanImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, ".ppan")
+    Image.register_mime(FORMAT, "image/x-ppan")
+    Image.register_decoder("ppan", PpanDecoder)
+
+
+register()

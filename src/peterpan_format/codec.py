@@ -1,0 +1,118 @@
+"""Pixels <-> layers: encode an image and its subject mask to PPAN bytes, and back.
+
+Pure functions on NumPy arrays (H, W, C) of uint8; no Pillow plugin code.
+Spec: spec/FORMAT.md §4, §5 and §8.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import brotli
+import numpy as np
+from PIL import Image
+
+from . import subject
+from ._kernels.blend import feather
+from ._kernels.resample import area_downsample, bicubic_upsample
+from ._kernels.rle import MASK_ERRORS, decode_mask, encode_mask
+from .container import BGND, MASK, SUBJ, Header, pack_file
+from .options import EncodeOptions
+from .streams import brotli_decompress, decode_embedded_webp
+from .subject import WEBP_MAX_SIDE
+
+_BACKGROUND_PREFIX = struct.Struct(">BII")
+BACKGROUND_WEBP = 1
+MASK_ROW_RUNS = 1
+WEBP_LOSSY_METHOD = 6
+
+
+def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptions,
+           metadata: dict[bytes, bytes] | None = None) -> bytes:
+    """A whole .ppan file for ``pixels`` (H, W, C) whose subject is where ``mask`` (H, W) is set."""
+    height, width = mask.shape
+    header = Header(width, height, mode, options.background_scale, options.feather)
+    mask = np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    layers = {
+        BGND: encode_background(pixels, mask, header, options.background_quality),
+        MASK: encode_mask_layer(mask),
+        SUBJ: subject.encode(pixels, mask, options.subject_coding),
+    }
+    return pack_file(header, layers, metadata or {})
+
+
+def decode(header: Header, layers: dict[bytes, bytes], reduced: bool = False) -> np.ndarray:
+    """The image (H, W, C) from the layers; only the background (bh, bw, C) if ``reduced``.
+
+    Layers that are missing (a truncated file) are left out: no BGND gives a black
+    (transparent) background, no MASK or SUBJ gives the background alone.
+    """
+    if BGND in layers:
+        background = decode_background(layers[BGND], header)
+    else:
+        background = np.zeros((*header.background_size[::-1], header.channels), np.uint8)
+    if reduced:
+        return background
+    upsampled = bicubic_upsample(background, header.scale, header.width, header.height)
+    if MASK not in layers or SUBJ not in layers:
+        return upsampled
+    mask = decode_mask_layer(layers[MASK], header)
+    box, values = subject.decode(layers[SUBJ], mask, header.channels)
+    if values is None:
+        return upsampled
+    image = upsampled.copy()
+    x0, y0, w, h = box
+    region, inside = image[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w] != 0
+    region[inside] = values[inside]
+    feather(image, upsampled, mask, header.feather)
+    return image
+
+
+def encode_background(pixels: np.ndarray, mask: np.ndarray, header: Header, quality: int) -> bytes:
+    """BGND payload: the image area-averaged by the scale (background pixels first), as lossy WebP."""
+    if max(header.background_size) > WEBP_MAX_SIDE:
+        raise ValueError(f"a {header.width}x{header.height} image needs background_scale >= "
+                         f"{-(-max(header.size) // WEBP_MAX_SIDE)} (WebP is limited to {WEBP_MAX_SIDE} px)")
+    small = area_downsample(pixels, header.scale, mask)
+    if header.channels == 1:
+        small = np.repeat(small, 3, axis=2)
+    out = io.BytesIO()
+    Image.fromarray(small).save(out, "WEBP", quality=quality, method=WEBP_LOSSY_METHOD)
+    return _BACKGROUND_PREFIX.pack(BACKGROUND_WEBP, *header.background_size) + out.getvalue()
+
+
+def decode_background(payload: bytes, header: Header) -> np.ndarray:
+    """The background B (bh, bw, C) of a BGND payload."""
+    if len(payload) < _BACKGROUND_PREFIX.size:
+        raise OSError("PPAN BGND chunk is too short")
+    coding, width, height = _BACKGROUND_PREFIX.unpack_from(payload)
+    if coding != BACKGROUND_WEBP:
+        raise OSError(f"unknown PPAN BGND coding {coding}")
+    if (width, height) != header.background_size:
+        raise OSError(f"PPAN BGND is {width}x{height}, expected {header.background_size}")
+    mode = "RGBA" if header.channels == 4 else "RGB"
+    rgb = np.asarray(decode_embedded_webp(payload[_BACKGROUND_PREFIX.size :], (width, height), mode, "BGND"))
+    if header.channels == 1:
+        r, g, b = (rgb[:, :, i].astype(np.uint32) for i in range(3))
+        return ((r * 19595 + g * 38470 + b * 7471 + 32768) >> 16).astype(np.uint8)[:, :, None]
+    return np.ascontiguousarray(rgb)
+
+
+def encode_mask_layer(mask: np.ndarray) -> bytes:
+    """MASK payload: row run-lengths (varints), Brotli-compressed."""
+    runs = encode_mask(mask).tobytes()
+    return bytes([MASK_ROW_RUNS]) + brotli.compress(runs, quality=11)
+
+
+def decode_mask_layer(payload: bytes, header: Header) -> np.ndarray:
+    """The mask (H, W) of 0/1 from a MASK payload."""
+    if not payload or payload[0] != MASK_ROW_RUNS:
+        raise OSError("unknown or missing PPAN MASK coding")
+    limit = header.height * (header.width + 1)
+    runs = brotli_decompress(payload[1:], limit, "MASK runs")
+    mask, status = decode_mask(np.frombuffer(runs, np.uint8), header.width, header.height)
+    if status:
+        raise OSError(f"PPAN MASK: {MASK_ERRORS[status]}")
+    return mask

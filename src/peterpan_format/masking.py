@@ -1,0 +1,53 @@
+"""Where the subject mask comes from: a mask given by the caller, or a segmenter."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+INSTALL_HINT = 'pip install "peterpan-format[segment]"'
+
+
+def resolve_mask(image: Image.Image, mask: Any = None, segmenter: Any = None) -> np.ndarray:
+    """A (H, W) uint8 array, 1 for subject pixels, from ``mask`` or else from ``segmenter``.
+
+    ``mask`` is a PIL image (mode 1, L or P; non-zero = subject) or a 2-D NumPy bool/integer
+    array of the image's size. Without a mask the segmenter (default: the embedded model)
+    finds the subject.
+    """
+    if mask is None:
+        mask = _segment(image, segmenter)
+    if isinstance(mask, Image.Image):
+        if mask.mode not in ("1", "L", "P"):
+            raise ValueError(f"mask must be a mode 1, L or P image, not {mask.mode}")
+        if mask.size != image.size:
+            raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]}, image is {image.size[0]}x{image.size[1]}")
+        mask = np.asarray(mask)
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
+        raise ValueError(f"mask must be a 2-D bool or integer array, got {mask.dtype} {mask.shape}")
+    if mask.shape != (image.height, image.width):
+        raise ValueError(f"mask shape {mask.shape} does not match the image's (height, width) {(image.height, image.width)}")
+    return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+
+
+def _segment(image: Image.Image, segmenter: Any) -> Image.Image:
+    if not callable(segmenter):
+        segmenter = _load_segmenter(None if segmenter is None else str(segmenter))
+    return segmenter(image)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_segmenter(name_or_path: str | None):
+    try:
+        from .segment import load_segmenter
+
+        return load_segmenter(name_or_path)
+    except ImportError as exc:
+        raise ImportError(
+            f"saving .ppan without mask= needs a segmentation model: {INSTALL_HINT}, "
+            f"or pass mask= ({exc})"
+        ) from exc

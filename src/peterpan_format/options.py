@@ -1,0 +1,53 @@
+"""The encoder's options: one frozen dataclass, validated once, with measured defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from .container import MAX_FEATHER, MAX_SCALE
+
+SUBJECT_MODES = ("lossless",)
+SUBJECT_CODINGS = ("auto", "webp", "med")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode a .ppan file.
+
+    background_scale: the background is stored at 1/scale of the size (1-8).
+    background_quality: WebP quality of the background (0-100).
+    feather: radius in pixels of the blend outside the subject (0-32).
+    subject: "lossless" keeps every subject pixel bit-exact.
+    subject_coding: "auto" tries every lossless coding and keeps the smallest;
+        "webp" (WebP lossless) or "med" (MED predictor + Brotli) force one.
+    """
+
+    background_scale: int = 4
+    background_quality: int = 70
+    feather: int = 2
+    subject: str = "lossless"
+    subject_coding: str = "auto"
+
+    def __post_init__(self):
+        _check_int("background_scale", self.background_scale, 1, MAX_SCALE)
+        _check_int("background_quality", self.background_quality, 0, 100)
+        _check_int("feather", self.feather, 0, MAX_FEATHER)
+        _check_choice("subject", self.subject, SUBJECT_MODES)
+        _check_choice("subject_coding", self.subject_coding, SUBJECT_CODINGS)
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> EncodeOptions:
+        """Pick this class's fields out of Pillow's ``encoderinfo`` (other keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,110 @@
+"""The SUBJ layer: lossless codings of the subject pixels (spec/FORMAT.md §6)."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import brotli
+import numpy as np
+from PIL import Image
+
+from ._kernels.predict import med_decode, med_encode
+from .streams import brotli_decompress, decode_embedded_webp
+
+NONE, WEBP, MED = 0, 1, 2
+CODINGS = {"webp": WEBP, "med": MED}
+_PREFIX = struct.Struct(">BIIII")
+
+WEBP_LOSSLESS = {"lossless": True, "quality": 100, "method": 4, "exact": True}
+WEBP_MAX_SIDE = 16383
+BROTLI_QUALITY = 11
+BROTLI_WINDOW = 24
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Smallest (x0, y0, width, height) holding every subject pixel; (0, 0, 0, 0) if none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, w, h = box
+    return array[y0 : y0 + h, x0 : x0 + w]
+
+
+def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto") -> bytes:
+    """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1."""
+    box = box_of(mask)
+    if box[2] == 0:
+        return _PREFIX.pack(NONE, 0, 0, 0, 0)
+    crop = np.ascontiguousarray(_crop(pixels, box))
+    crop_mask = np.ascontiguousarray(_crop(mask, box), dtype=np.uint8)
+    fits_webp = max(box[2], box[3]) <= WEBP_MAX_SIDE
+    if coding == "webp" and not fits_webp:
+        raise ValueError(f"subject_coding='webp' needs a subject box of at most {WEBP_MAX_SIDE} px a side")
+    wanted = [CODINGS[coding]] if coding != "auto" else [MED, WEBP] if fits_webp else [MED]
+    candidates = [(c, _ENCODERS[c](crop, crop_mask)) for c in wanted]
+    best, data = min(candidates, key=lambda item: len(item[1]))
+    return _PREFIX.pack(best, *box) + data
+
+
+def _encode_webp(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
+    filled = np.where(crop_mask[:, :, None].astype(bool), crop, 0).astype(np.uint8)
+    if filled.shape[2] == 1:
+        filled = np.repeat(filled, 3, axis=2)
+    out = io.BytesIO()
+    Image.fromarray(filled).save(out, "WEBP", **WEBP_LOSSLESS)
+    return out.getvalue()
+
+
+def _encode_med(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
+    residuals = med_encode(crop, crop_mask)
+    return brotli.compress(residuals.tobytes(), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
+
+
+_ENCODERS = {WEBP: _encode_webp, MED: _encode_med}
+
+
+def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.ndarray | None]:
+    """(box, values) where values is the (h, w, C) box whose subject pixels are exact."""
+    if len(payload) < _PREFIX.size:
+        raise OSError("PPAN SUBJ chunk is too short")
+    coding, *box = _PREFIX.unpack_from(payload)
+    box, data = tuple(box), payload[_PREFIX.size :]
+    if box != box_of(mask):
+        raise OSError(f"PPAN SUBJ box {box} does not match the mask's box {box_of(mask)}")
+    if coding == NONE:
+        if data or box[2]:
+            raise OSError("PPAN SUBJ coding 0 needs an empty mask and no payload")
+        return box, None
+    if box[2] == 0:
+        raise OSError("PPAN SUBJ has a coding but the mask is empty")
+    crop_mask = np.ascontiguousarray(_crop(mask, box), dtype=np.uint8)
+    if coding == WEBP:
+        return box, _decode_webp(data, box, channels)
+    if coding == MED:
+        return box, _decode_med(data, crop_mask, channels)
+    raise OSError(f"unknown PPAN SUBJ coding {coding}")
+
+
+def _decode_webp(data: bytes, box: tuple, channels: int) -> np.ndarray:
+    mode = "RGBA" if channels == 4 else "RGB"
+    if data[12:16] != b"VP8L":
+        raise OSError("PPAN SUBJ coding 1 needs a simple-format lossless (VP8L) WebP")
+    values = np.asarray(decode_embedded_webp(data, (box[2], box[3]), mode, "SUBJ"))
+    return values[:, :, :1] if channels == 1 else values
+
+
+def _decode_med(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
+    expected = channels * int(np.count_nonzero(crop_mask))
+    residuals = brotli_decompress(data, expected, "SUBJ residuals")
+    if len(residuals) != expected:
+        raise OSError(f"PPAN SUBJ residuals are {len(residuals)} bytes, expected {expected}")
+    values, status = med_decode(np.frombuffer(residuals, np.uint8), crop_mask, channels)
+    if status:
+        raise OSError("PPAN SUBJ residuals do not match the mask")
+    return values
