@@ -21,12 +21,13 @@ __version__ = "0.1.0"
 __all__ = ["EncodeOptions", "register", "save", "__version__"]
 
 
-def save(image: Image.Image, path: str | os.PathLike, **params) -> None:
-    """Save ``image`` as .ppan atomically: the file appears complete or not at all."""
+def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **params) -> None:
+    """Save ``image`` (as .ppan unless ``format`` says otherwise) atomically: the file
+    appears complete or not at all, and an existing file is replaced only on success."""
     path = Path(path)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         try:
-            image.save(tmp, format=PpanImagePlugin.FORMAT, **params)
+            image.save(tmp, format=format, **params)
             tmp.flush()
             os.fsync(tmp.fileno())
         except BaseException:

@@ -1,0 +1,84 @@
+"""A side-by-side view for people: original, .ppan, JPEG and WebP at the same bytes, the
+mask, and a zoom on the subject's border (``ppan compare``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def at_most(image: Image.Image, fmt: str, budget: int) -> tuple[int, bytes]:
+    """The highest quality (1-100) whose file fits in ``budget`` bytes (quality 1 if none does)."""
+    low, high, best = 1, 100, (1, encoded(image, fmt, quality=1))
+    while low <= high:
+        quality = (low + high) // 2
+        data = encoded(image, fmt, quality=quality)
+        if len(data) <= budget:
+            best, low = (quality, data), quality + 1
+        else:
+            high = quality - 1
+    return best
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2)) if a.size else 0.0
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def border_point(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of a subject pixel on the border (the middle one in raster order)."""
+    inner = mask.copy()
+    inner[1:-1, 1:-1] &= mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    ys, xs = np.nonzero(mask & ~inner)
+    if ys.size == 0:
+        return mask.shape[1] // 2, mask.shape[0] // 2
+    return int(xs[ys.size // 2]), int(ys[ys.size // 2])
+
+
+def compare(image: Image.Image, mask: np.ndarray, **params) -> tuple[Image.Image, dict[str, Any]]:
+    """(side-by-side sheet, numbers) for ``image`` saved as .ppan with ``mask`` and ``params``."""
+    image = image.convert("RGB")
+    data = encoded(image, "PPAN", mask=mask, **params)
+    views = {"original": image, "ppan": Image.open(io.BytesIO(data)).convert("RGB")}
+    numbers = {"ppan": {"bytes": len(data)}}
+    for fmt in ("JPEG", "WEBP"):
+        quality, other = at_most(image, fmt, len(data))
+        views[f"{fmt.lower()} q{quality}"] = Image.open(io.BytesIO(other)).convert("RGB")
+        numbers[fmt.lower()] = {"bytes": len(other), "quality": quality}
+    original = np.asarray(image)
+    for name, view in list(views.items())[1:]:
+        pixels, key = np.asarray(view), name.split()[0]
+        numbers[key]["subject_psnr"] = round(psnr(pixels[mask], original[mask]), 2)
+        numbers[key]["background_psnr"] = round(psnr(pixels[~mask], original[~mask]), 2)
+    return _sheet(views, mask), numbers
+
+
+def _sheet(views: dict[str, Image.Image], mask: np.ndarray) -> Image.Image:
+    """Row 1: every view and the mask overlay; row 2: the same views zoomed 4x on the border."""
+    first = views["original"]
+    w, h = first.size
+    red = Image.new("RGB", first.size, (255, 0, 0))
+    overlay = Image.composite(first, Image.blend(first, red, 0.6), Image.fromarray(mask))
+    x, y = border_point(mask)
+    zw, zh = max(w // 4, 1), max(h // 4, 1)
+    box = (min(max(x - zw // 2, 0), w - zw), min(max(y - zh // 2, 0), h - zh))
+    box = (*box, box[0] + zw, box[1] + zh)
+    top = [*views.items(), ("mask", overlay)]
+    bottom = [(f"{name} zoom", view.crop(box).resize((zw * 4, zh * 4), Image.NEAREST))
+              for name, view in views.items()]
+    sheet = Image.new("RGB", (w * len(top), h + zh * 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, (y0, panels) in enumerate(((0, top), (h, bottom))):
+        for i, (name, panel) in enumerate(panels):
+            sheet.paste(panel, (i * w, y0))
+            draw.text((i * w + 4, y0 + 4), name, fill=(255, 255, 0))
+    return sheet
