@@ -26,7 +26,7 @@ def check(image: Image.Image, mask: np.ndarray, **params):
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
-@pytest.mark.parametrize("coding", ["webp", "med"])
+@pytest.mark.parametrize("coding", ["cm", "webp", "med"])
 def test_modes_and_codings(mode, coding):
     image, mask = synthetic(mode, size=(29, 23), seed=1)
     check(image, mask, subject_coding=coding, background_scale=3, feather=2)

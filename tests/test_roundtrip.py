@@ -15,7 +15,7 @@ def assert_subject_exact(original: Image.Image, decoded: Image.Image, mask: np.n
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
-@pytest.mark.parametrize("coding", ["webp", "med"])
+@pytest.mark.parametrize("coding", ["cm", "webp", "med"])
 def test_subject_bit_exact(mode, coding):
     image, mask = synthetic(mode)
     decoded = decode(encode(image, mask=mask, subject_coding=coding))
@@ -27,7 +27,7 @@ def test_rgba_colour_under_zero_alpha_is_kept():
     pixels = as_array(image).copy()
     pixels[::2, :, 3] = 0  # invisible, yet subject pixels keep their RGB
     image = Image.fromarray(pixels, "RGBA")
-    for coding in ("webp", "med"):
+    for coding in ("cm", "webp", "med"):
         assert_subject_exact(image, decode(encode(image, mask=mask, subject_coding=coding)), mask)
 
 

@@ -9,11 +9,16 @@ import brotli
 import numpy as np
 from PIL import Image
 
+from ._kernels.entropy import CM_ERRORS, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
 from .streams import brotli_decompress, decode_embedded_webp
 
-NONE, WEBP, MED = 0, 1, 2
-CODINGS = {"webp": WEBP, "med": MED}
+NONE, WEBP, MED, CM = 0, 1, 2, 3
+CODINGS = {"webp": WEBP, "med": MED, "cm": CM}
+#: what "auto" tries, in order (ties keep the first). Coding 3 was the smallest on every one
+#: of 40 shared photos and is ~10x faster to encode than WebP lossless or MED + Brotli q11
+#: (benchmarks/subject_codings.py), so it alone is tried.
+AUTO = (CM,)
 _PREFIX = struct.Struct(">BIIII")
 
 WEBP_LOSSLESS = {"lossless": True, "quality": 100, "method": 4, "exact": True}
@@ -46,7 +51,7 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto") -> bytes:
     fits_webp = max(box[2], box[3]) <= WEBP_MAX_SIDE
     if coding == "webp" and not fits_webp:
         raise ValueError(f"subject_coding='webp' needs a subject box of at most {WEBP_MAX_SIDE} px a side")
-    wanted = [CODINGS[coding]] if coding != "auto" else [MED, WEBP] if fits_webp else [MED]
+    wanted = [CODINGS[coding]] if coding != "auto" else [c for c in AUTO if c != WEBP or fits_webp]
     candidates = [(c, _ENCODERS[c](crop, crop_mask)) for c in wanted]
     best, data = min(candidates, key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
@@ -66,7 +71,11 @@ def _encode_med(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
     return brotli.compress(residuals.tobytes(), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
 
 
-_ENCODERS = {WEBP: _encode_webp, MED: _encode_med}
+def _encode_cm(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
+    return cm_encode(crop, crop_mask).tobytes()
+
+
+_ENCODERS = {WEBP: _encode_webp, MED: _encode_med, CM: _encode_cm}
 
 
 def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.ndarray | None]:
@@ -88,6 +97,8 @@ def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.n
         return box, _decode_webp(data, box, channels)
     if coding == MED:
         return box, _decode_med(data, crop_mask, channels)
+    if coding == CM:
+        return box, _decode_cm(data, crop_mask, channels)
     raise OSError(f"unknown PPAN SUBJ coding {coding}")
 
 
@@ -107,4 +118,11 @@ def _decode_med(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray
     values, status = med_decode(np.frombuffer(residuals, np.uint8), crop_mask, channels)
     if status:
         raise OSError("PPAN SUBJ residuals do not match the mask")
+    return values
+
+
+def _decode_cm(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
+    values, status = cm_decode(data, crop_mask, channels)
+    if status:
+        raise OSError(f"PPAN SUBJ coding 3: {CM_ERRORS[status]}")
     return values

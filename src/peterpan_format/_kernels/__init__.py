@@ -9,6 +9,7 @@ so every kernel compiles to a single signature.
 - ``resample``: the encoder's area downsampling (§12) and the bicubic upsampling (§8.1).
 - ``blend``: feathering of the background next to the subject (§8.3).
 - ``predict``: MED prediction of the subject pixels, SUBJ coding 2 (§6.2).
+- ``entropy``: the context-modelling range coder of the subject pixels, SUBJ coding 3 (§6.3).
 """
 
 import numpy as np

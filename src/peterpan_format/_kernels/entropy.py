@@ -1,0 +1,396 @@
+"""Context-modelling binary range coder of the subject pixels: SUBJ coding 3 (spec §6.3).
+
+The planes are those of coding 2 with 128 added to the colour differences. The box is
+visited in raster order, all planes of a pixel in turn; each value is MED-predicted and
+its residual is binarised (zero flag, sign, exponent in unary, mantissa) into binary
+decisions that an LZMA-style range coder codes with adaptive 12-bit probabilities, picked
+by a small context: the local activity, and for the colour planes the local texture and
+the residual of the first colour plane.
+"""
+
+import numba
+import numpy as np
+
+from . import as_u8
+
+ERR_CHANNELS = -1
+ERR_TRUNCATED = -2
+ERR_TRAILING = -3
+
+CM_ERRORS = {
+    ERR_CHANNELS: "channels must be 1, 3 or 4",
+    ERR_TRUNCATED: "subject stream ends before the last value",
+    ERR_TRAILING: "bytes left over after the last subject value",
+}
+
+PROB_BITS = 12
+PROB_ONE = 1 << PROB_BITS
+TOP = 1 << 24
+MASK32 = 0xFFFFFFFF
+COUNT_MAX = 60
+#: adaptation shift by the number n of earlier updates of a probability: min(6, floor(log2(n + 4)))
+RATE = np.array([2] * 4 + [3] * 8 + [4] * 16 + [5] * 32 + [6], np.int64)
+#: activity thresholds: the activity level is the number of these that are <= the activity
+LEVELS = np.array([3, 7, 13, 22, 36, 60, 100, 170], np.int64)
+NQ = LEVELS.size + 1
+ACT_CAP = 255
+QTAB = np.searchsorted(LEVELS, np.arange(ACT_CAP + 1), side="right").astype(np.int64)
+#: probabilities per context: 0 zero flag, 1..7 exponent (unary), 8..14 top mantissa bit
+SLOTS = 16
+#: contexts per plane: activity x texture (4) x sign of the first colour plane's residual (3)
+PLANE_PROBS = NQ * 4 * 3 * SLOTS
+PLANE_SIGNS = 81
+
+
+@numba.njit(cache=True, nogil=True)
+def _count(mask):
+    n = 0
+    for y in range(mask.shape[0]):
+        for x in range(mask.shape[1]):
+            n += mask[y, x] != 0
+    return n
+
+
+@numba.njit(inline="always")
+def _sgn3(e):
+    """0 for zero, 1 for positive, 2 for negative."""
+    return (e > 0) + 2 * (e < 0)
+
+
+@numba.njit(inline="always")
+def _med(W, N, NW):
+    """The MED (LOCO-I) prediction."""
+    mx = max(W, N)
+    mn = min(W, N)
+    if NW >= mx:
+        return mn
+    if NW <= mn:
+        return mx
+    return W + N - NW
+
+
+@numba.njit(inline="always")
+def _context(p, W, N, NW, NE, eW, eN, eNW, eNE, colour, u):
+    """(offset of the context's probabilities, offset of the sign probability) (§6.3)."""
+    act = abs(W - NW) + abs(N - NW) + abs(N - NE) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+    ctx = QTAB[min(act, ACT_CAP)]
+    sctx = 3 * _sgn3(eW) + _sgn3(eN) + 9 * _sgn3(eNE + eNW)
+    if colour:
+        ctx += NQ * ((W == NW) + 2 * (N == NW) + 4 * u)
+        sctx += 27 * u
+    return p * PLANE_PROBS + ctx * SLOTS, p * PLANE_SIGNS + sctx
+
+
+# ---------------------------------------------------------------- decoder
+
+
+@numba.njit(inline="always")
+def _dbit(data, size, pos, rng, code, probs, i):
+    v = probs[i]
+    p = v & 0xFFFF
+    n = v >> 16
+    s = RATE[n]
+    bound = (rng >> PROB_BITS) * p
+    bit = np.int64(code >= bound)
+    sel = -bit
+    code -= bound & sel
+    rng = bound + ((rng - 2 * bound) & sel)
+    p += (((PROB_ONE - p) >> s) & ~sel) - ((p >> s) & sel)
+    probs[i] = p | ((n + (n < COUNT_MAX)) << 16)
+    while rng < TOP:
+        byte = data[pos] if pos < size else 0
+        pos += 1
+        rng = (rng << 8) & MASK32
+        code = ((code << 8) | byte) & MASK32
+    return bit, pos, rng, code
+
+
+@numba.njit(inline="always")
+def _dbypass(data, size, pos, rng, code):
+    rng >>= 1
+    bit = np.int64(code >= rng)
+    code -= rng & -bit
+    while rng < TOP:
+        byte = data[pos] if pos < size else 0
+        pos += 1
+        rng = (rng << 8) & MASK32
+        code = ((code << 8) | byte) & MASK32
+    return bit, pos, rng, code
+
+
+@numba.njit(cache=True, nogil=True)
+def _cm_decode(data, mask, channels):
+    h, w = mask.shape
+    if channels != 1 and channels != 3 and channels != 4:
+        return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
+    out = np.empty((h, w, channels), np.uint8)
+    size = data.size
+    pos = 0
+    code = 0
+    for _ in range(4):
+        byte = data[pos] if pos < size else 0
+        pos += 1
+        code = (code << 8) | byte
+    rng = MASK32
+    # two rows (this one and the one above) of values and residuals per plane, with a
+    # border column on each side; residuals outside the box stay 0
+    V = np.zeros((channels, 2, w + 2), np.int64)
+    E = np.zeros((channels, 2, w + 2), np.int64)
+    probs = np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64)
+    sprobs = np.full(channels * PLANE_SIGNS, PROB_ONE // 2, np.int64)
+    for y in range(h):
+        r = y & 1
+        a = r ^ 1
+        first_row = y == 0
+        for p in range(channels):
+            if first_row:
+                V[p, r, 0] = 0
+            else:
+                V[p, r, 0] = V[p, a, 1]
+                V[p, a, 0] = V[p, a, 1]
+                V[p, a, w + 1] = V[p, a, w]
+        for X in range(1, w + 1):
+            subject = mask[y, X - 1] != 0
+            for p in range(channels):
+                W = V[p, r, X - 1]
+                if first_row:
+                    N = W
+                    NW = W
+                    NE = W
+                else:
+                    N = V[p, a, X]
+                    NW = V[p, a, X - 1]
+                    NE = V[p, a, X + 1]
+                pred = _med(W, N, NW)
+                e = np.int64(0)
+                if subject:
+                    colour = channels > 1 and (p == 1 or p == 2)
+                    u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
+                    ctx, sctx = _context(
+                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1], colour, u
+                    )
+                    # zero flag, sign, exponent k in unary (at most 7 ones), mantissa
+                    bit, pos, rng, code = _dbit(data, size, pos, rng, code, probs, ctx)
+                    if bit:
+                        neg, pos, rng, code = _dbit(data, size, pos, rng, code, sprobs, sctx)
+                        k = 0
+                        while k < 7:
+                            bit, pos, rng, code = _dbit(data, size, pos, rng, code, probs, ctx + 1 + k)
+                            if bit == 0:
+                                break
+                            k += 1
+                        m = np.int64(1)
+                        if k > 0:
+                            bit, pos, rng, code = _dbit(data, size, pos, rng, code, probs, ctx + 7 + k)
+                            m = 2 + bit
+                            for _ in range(k - 1):
+                                bit, pos, rng, code = _dbypass(data, size, pos, rng, code)
+                                m = 2 * m + bit
+                        e = (m ^ -neg) + neg
+                V[p, r, X] = (pred + e) & 255
+                E[p, r, X] = e
+            if channels == 1:
+                out[y, X - 1, 0] = V[0, r, X]
+            else:
+                g = V[0, r, X]
+                out[y, X - 1, 0] = (V[1, r, X] + g - 128) & 255
+                out[y, X - 1, 1] = g
+                out[y, X - 1, 2] = (V[2, r, X] + g - 128) & 255
+                if channels == 4:
+                    out[y, X - 1, 3] = V[3, r, X]
+    if pos > size:
+        return out, ERR_TRUNCATED
+    if pos < size:
+        return out, ERR_TRAILING
+    return out, 0
+
+
+# ---------------------------------------------------------------- encoder
+# The encoder runs the model over a row first, writing each decision as 12-bit
+# probability | bit << 12 (probability 0: a bypass bit), then range-codes the row's
+# decisions in one tight loop.
+
+
+@numba.njit(inline="always")
+def _emit(probs, i, bit, dec, nd):
+    v = probs[i]
+    p = v & 0xFFFF
+    n = v >> 16
+    s = RATE[n]
+    dec[nd] = p | (bit << PROB_BITS)
+    sel = -np.int64(bit)
+    p += (((PROB_ONE - p) >> s) & ~sel) - ((p >> s) & sel)
+    probs[i] = p | ((n + (n < COUNT_MAX)) << 16)
+    return nd + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _rc_encode(dec, nd, out, st):
+    """Range-code decisions dec[:nd] into out; st = [low, range, cache, cache size, pos]."""
+    low, rng, cache, csize, pos = st[0], st[1], st[2], st[3], st[4]
+    for i in range(nd):
+        d = np.int64(dec[i])
+        p = d & (PROB_ONE - 1)
+        bit = d >> PROB_BITS
+        if p == 0:
+            rng >>= 1
+            if bit:
+                low += rng
+        else:
+            bound = (rng >> PROB_BITS) * p
+            if bit:
+                low += bound
+                rng -= bound
+            else:
+                rng = bound
+        while rng < TOP:
+            rng = (rng << 8) & MASK32
+            if low < 0xFF000000 or low > MASK32:
+                carry = low >> 32
+                temp = cache
+                while True:
+                    out[pos] = (temp + carry) & 255
+                    pos += 1
+                    temp = 0xFF
+                    csize -= 1
+                    if csize == 0:
+                        break
+                cache = (low >> 24) & 255
+            csize += 1
+            low = (low & 0x00FFFFFF) << 8
+    st[0], st[1], st[2], st[3], st[4] = low, rng, cache, csize, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _rc_flush(out, st):
+    """Five more byte shifts push out the pending bytes and the 4 bytes of low."""
+    low, cache, csize, pos = st[0], st[2], st[3], st[4]
+    for _ in range(5):
+        if low < 0xFF000000 or low > MASK32:
+            carry = low >> 32
+            temp = cache
+            while True:
+                out[pos] = (temp + carry) & 255
+                pos += 1
+                temp = 0xFF
+                csize -= 1
+                if csize == 0:
+                    break
+            cache = (low >> 24) & 255
+        csize += 1
+        low = (low & 0x00FFFFFF) << 8
+    st[0], st[2], st[3], st[4] = low, cache, csize, pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _grow(out, need):
+    if need <= out.size:
+        return out
+    bigger = np.empty(max(need, 2 * out.size), np.uint8)
+    bigger[: out.size] = out
+    return bigger
+
+
+@numba.njit(cache=True, nogil=True)
+def _cm_encode(pixels, mask):
+    h, w, channels = pixels.shape
+    out = np.empty(channels * _count(mask) // 2 + 64, np.uint8)
+    st = np.array([0, MASK32, 0, 1, 0], np.int64)
+    # a value takes at most 1 + 1 + 7 + 1 + 6 = 16 decisions
+    dec = np.empty(16 * channels * w, np.uint16)
+    V = np.zeros((channels, 2, w + 2), np.int64)
+    E = np.zeros((channels, 2, w + 2), np.int64)
+    probs = np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64)
+    sprobs = np.full(channels * PLANE_SIGNS, PROB_ONE // 2, np.int64)
+    values = np.zeros(4, np.int64)
+    for y in range(h):
+        r = y & 1
+        a = r ^ 1
+        first_row = y == 0
+        for p in range(channels):
+            if first_row:
+                V[p, r, 0] = 0
+            else:
+                V[p, r, 0] = V[p, a, 1]
+                V[p, a, 0] = V[p, a, 1]
+                V[p, a, w + 1] = V[p, a, w]
+        nd = 0
+        for X in range(1, w + 1):
+            subject = mask[y, X - 1] != 0
+            if channels == 1:
+                values[0] = pixels[y, X - 1, 0]
+            else:
+                g = np.int64(pixels[y, X - 1, 1])
+                values[0] = g
+                values[1] = (np.int64(pixels[y, X - 1, 0]) - g + 128) & 255
+                values[2] = (np.int64(pixels[y, X - 1, 2]) - g + 128) & 255
+                values[3] = pixels[y, X - 1, channels - 1]
+            for p in range(channels):
+                W = V[p, r, X - 1]
+                if first_row:
+                    N = W
+                    NW = W
+                    NE = W
+                else:
+                    N = V[p, a, X]
+                    NW = V[p, a, X - 1]
+                    NE = V[p, a, X + 1]
+                pred = _med(W, N, NW)
+                v = pred
+                e = np.int64(0)
+                if subject:
+                    colour = channels > 1 and (p == 1 or p == 2)
+                    u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
+                    ctx, sctx = _context(
+                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1], colour, u
+                    )
+                    v = values[p]
+                    e = ((v - pred + 128) & 255) - 128
+                    nd = _emit(probs, ctx, e != 0, dec, nd)
+                    if e != 0:
+                        nd = _emit(sprobs, sctx, e < 0, dec, nd)
+                        m = abs(e)
+                        k = 0
+                        while (m >> (k + 1)) != 0:
+                            k += 1
+                        for i in range(min(k + 1, 7)):
+                            nd = _emit(probs, ctx + 1 + i, i < k, dec, nd)
+                        if k > 0:
+                            nd = _emit(probs, ctx + 7 + k, (m >> (k - 1)) & 1, dec, nd)
+                            for j in range(k - 2, -1, -1):
+                                dec[nd] = ((m >> j) & 1) << PROB_BITS
+                                nd += 1
+                V[p, r, X] = v
+                E[p, r, X] = e
+        # a decision shifts out at most 2 bytes (p >= 1 keeps range >= 2^12); the pending
+        # bytes (cache size) are written at the latest with them
+        out = _grow(out, st[4] + st[3] + 2 * nd + 16)
+        _rc_encode(dec, nd, out, st)
+    out = _grow(out, st[4] + st[3] + 8)
+    _rc_flush(out, st)
+    return out[1 : st[4]].copy()
+
+
+def cm_encode(pixels, mask) -> np.ndarray:
+    """The SUBJ coding 3 stream (uint8) of a box crop uint8[h, w, C] (C = 1, 3, 4).
+
+    ``mask`` is the uint8[h, w] mask crop (nonzero = subject).
+    """
+    pixels = as_u8(pixels, 3, "pixels")
+    mask = as_u8(mask, 2, "mask")
+    if pixels.shape[2] not in (1, 3, 4):
+        raise ValueError("pixels must have 1, 3 or 4 channels")
+    if mask.shape != pixels.shape[:2]:
+        raise ValueError("mask and pixels must have the same height and width")
+    return _cm_encode(pixels, mask)
+
+
+def cm_decode(data, mask, channels: int) -> tuple[np.ndarray, int]:
+    """Decode a SUBJ coding 3 stream into (uint8[h, w, channels] values, status).
+
+    Status 0 means success; a negative status is a key of ``CM_ERRORS``. Values at
+    background pixels of the box are the predictions of §6.3. Any input bytes are safe:
+    the work is bounded by channels x h x w values and nothing past ``data`` is read.
+    """
+    out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels))
+    return out, int(status)
