@@ -1,0 +1,155 @@
+"""Evaluate a segmenter on the shared val split: IoU per source, CPU time, size.
+
+    python -m peterpan_format.segment.evaluate [--model DIR_OR_PT] [--data DIR] [--threads 2]
+
+For every val photo (at its stored size, long side <= 512 px) the ground-truth subject
+is the set of pixels whose class (``masks_class/``) is one the model knows (default
+model: person, cat; so CamVid cars and cyclists count as background), void ignored.
+Columns:
+
+- ``IoU raw``: model argmax > 0, no post-processing (mean over photos);
+- ``IoU pp``: after post-processing without dilation (max 3 subjects, specks, holes);
+- ``IoU full``: the mask the encoder gets (post-processing with the edge dilation);
+- ``cover``: fraction of the true subject pixels inside that mask (what stays lossless);
+- ``pooled``: IoU of the full mask summed over all photos of the source.
+
+Photos whose ground truth and prediction are both empty are left out of the means.
+Time: median wall time of ``seg(image)`` (load to mask) on the 512-px val photos with
+``--threads`` torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .postprocess import postprocess
+
+SOURCE_NAMES = {0: "background", 1: "person", 2: "car", 3: "bicyclist", 4: "cat"}
+
+
+def _iou(pred, gt, valid):
+    inter = int((pred & gt & valid).sum())
+    union = int(((pred | gt) & valid).sum())
+    return inter, union
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="segmenter (default: the shipped model)")
+    p.add_argument("--data", default="/work/shared/data/segmentation")
+    p.add_argument("--split", default="val")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--time-n", type=int, default=30, help="photos to time")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most this many photos per source")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from .base import WEIGHTS_DIR, load_segmenter
+
+    seg = load_segmenter(args.model, device="cpu")
+    names = seg.class_names
+    known = {n for i, n in names.items() if i != 0}
+    subj_src = np.zeros(256, bool)
+    for sid, n in SOURCE_NAMES.items():
+        if n in known or (known == {"subject"} and sid != 0):
+            subj_src[sid] = True
+    data = Path(args.data)
+    ids = (data / "splits" / f"{args.split}.txt").read_text().split()
+    per = {}
+    counts = {}
+    for i in ids:
+        src = i.split("_")[0].split("-")[0]
+        counts[src] = counts.get(src, 0) + 1
+        if args.limit and counts[src] > args.limit:
+            continue
+        im = Image.open(data / "images" / f"{i}.jpg").convert("RGB")
+        cls = np.asarray(Image.open(data / "masks_class" / f"{i}.png"))
+        valid = cls != 255
+        gt = subj_src[cls] & valid
+        raw = seg.predict(im)
+        names_ = seg.class_names
+        pp0 = postprocess(raw, names_, **{**seg.pp, "dilate": 0}) > 0
+        full = np.asarray(seg.finish(raw).mask) > 0
+        r = per.setdefault(src, {"raw": [], "pp": [], "full": [], "cover": [], "I": 0, "U": 0})
+        for key, pred in (("raw", raw > 0), ("pp", pp0), ("full", full)):
+            inter, union = _iou(pred, gt, valid)
+            if union:
+                r[key].append(inter / union)
+            if key == "full":
+                r["I"] += inter
+                r["U"] += union
+        if gt.any():
+            r["cover"].append(float((full & gt).sum()) / float(gt.sum()))
+
+    rows = {}
+    allv = {"raw": [], "pp": [], "full": [], "cover": []}
+    for src, r in sorted(per.items()):
+        rows[src] = {k: float(np.mean(r[k])) if r[k] else float("nan") for k in ("raw", "pp", "full", "cover")}
+        rows[src]["pooled"] = r["I"] / r["U"] if r["U"] else float("nan")
+        rows[src]["n"] = len(r["raw"])
+        if src != "camvid":
+            for k in allv:
+                allv[k] += r[k]
+    rows["all but camvid"] = {k: float(np.mean(v)) for k, v in allv.items()}
+    rows["all but camvid"]["pooled"] = float("nan")
+    rows["all but camvid"]["n"] = len(allv["raw"])
+
+    # timing on 512-px photos
+    timed = []
+    for i in ids:
+        if len(timed) >= args.time_n:
+            break
+        im = Image.open(data / "images" / f"{i}.jpg")
+        if max(im.size) == 512:
+            timed.append(im.convert("RGB"))
+    for im in timed[:3]:
+        seg(im)
+    ts = []
+    for im in timed:
+        t = time.perf_counter()
+        seg(im)
+        ts.append((time.perf_counter() - t) * 1000)
+    tpred = []
+    for im in timed:
+        t = time.perf_counter()
+        seg.predict(im)
+        tpred.append((time.perf_counter() - t) * 1000)
+    model = getattr(seg, "model", None)
+    nparams = sum(p.numel() for p in model.parameters()) if model is not None else 0
+    wdir = Path(args.model) if args.model else WEIGHTS_DIR
+    size = sum(f.stat().st_size for f in wdir.rglob("*") if f.is_file()) if wdir.is_dir() else (
+        wdir.stat().st_size if wdir.exists() else 0)
+
+    print(f"model: {args.model or 'default (' + str(WEIGHTS_DIR) + ')'}; classes {names}")
+    print(f"params {nparams / 1e6:.2f} M; weights on disk {size / 1e6:.2f} MB; input long side "
+          f"{getattr(seg, 'input_size', '?')}")
+    print()
+    print("| source | photos | IoU raw | IoU pp | IoU full | cover | pooled IoU full |")
+    print("|---|---|---|---|---|---|---|")
+    for src, r in rows.items():
+        print(f"| {src} | {r['n']} | {r['raw']:.3f} | {r['pp']:.3f} | {r['full']:.3f} | {r['cover']:.3f} | "
+              f"{r['pooled']:.3f} |")
+    print()
+    print(f"CPU time per 512-px photo ({args.threads} threads, {len(ts)} photos): median "
+          f"{statistics.median(ts):.0f} ms full pipeline (model only {statistics.median(tpred):.0f} ms "
+          f"incl. resize + upsampling), p90 {sorted(ts)[int(0.9 * (len(ts) - 1))]:.0f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "ms_median": statistics.median(ts),
+                                               "ms_predict": statistics.median(tpred),
+                                               "params": nparams, "bytes": size}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
