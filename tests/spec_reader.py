@@ -385,7 +385,7 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
     c = hd["channels"]
     W, H = hd["width"], hd["height"]
     mbox, n = _mask_box(mask)
-    if coding not in (0, 1, 2):
+    if coding not in (0, 1, 2, 3):
         raise SpecError(f"unknown SUBJ coding {coding}")
     if box != mbox:
         raise SpecError(f"SUBJ box {box} != mask box {mbox}")
@@ -417,6 +417,21 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
                     S[y0 + j, x0 + i, 0] = arr[j, i, 0]
                 else:
                     S[y0 + j, x0 + i, :] = arr[j, i, :c]
+        return S
+
+    if coding == 3:
+        planes = _decode_coding3(payload, c, mask[y0 : y0 + bhs, x0 : x0 + bws])
+        for j in range(bhs):
+            for i in range(bws):
+                if c == 1:
+                    S[y0 + j, x0 + i, 0] = planes[0][j][i]
+                    continue
+                g = planes[0][j][i]
+                S[y0 + j, x0 + i, 0] = (planes[1][j][i] + g - 128) % 256
+                S[y0 + j, x0 + i, 1] = g
+                S[y0 + j, x0 + i, 2] = (planes[2][j][i] + g - 128) % 256
+                if c == 4:
+                    S[y0 + j, x0 + i, 3] = planes[3][j][i]
         return S
 
     # coding 2
@@ -459,6 +474,149 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
             if c == 4:
                 S[y0 + j, x0 + i, 3] = planes[3][j][i]
     return S
+
+
+# ---------------------------------------------------------------------------
+# §6.3 Coding 3: context-modelled range coding
+# ---------------------------------------------------------------------------
+
+C3_THRESHOLDS = (3, 7, 13, 22, 36, 60, 100, 170)  # §6.3 "q"
+C3_NCTX = 108  # c = 0 … 107
+C3_NBITS = 15  # k = 0 … 14
+C3_NSIGN = 81  # s = 0 … 80
+C3_PROB_INIT = 2048
+C3_COUNT_MAX = 60
+
+
+def _sgn3(x: int) -> int:
+    return 0 if x == 0 else (1 if x > 0 else 2)
+
+
+class RangeDecoder:
+    """§6.3 "Range decoder", step by step.
+
+    A probability is a 2-item list [P, n] (P in 1/4096 units of "bit is 0", n = updates).
+    """
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+        self.range = 0xFFFFFFFF
+        self.code = 0
+        for _ in range(4):
+            self.code = self.code * 256 + self._next_byte()
+
+    def _next_byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise SpecError("SUBJ coding 3: payload ends before the last residual")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def _normalise(self):
+        while self.range < (1 << 24):
+            self.range = self.range * 256
+            self.code = (self.code * 256 + self._next_byte()) % (1 << 32)
+
+    def bit(self, prob) -> int:
+        P, n = prob
+        sh = min(6, (n + 4).bit_length() - 1)  # floor(log2(n + 4)), n before the update
+        bound = (self.range >> 12) * P
+        if self.code < bound:
+            b = 0
+            self.range = bound
+            P = P + ((4096 - P) >> sh)
+        else:
+            b = 1
+            self.code = self.code - bound
+            self.range = self.range - bound
+            P = P - (P >> sh)
+        prob[0] = P
+        prob[1] = min(n + 1, C3_COUNT_MAX)
+        self._normalise()
+        return b
+
+    def direct(self) -> int:
+        self.range = self.range >> 1
+        if self.code < self.range:
+            b = 0
+        else:
+            b = 1
+            self.code = self.code - self.range
+        self._normalise()
+        return b
+
+    def finish(self):
+        if self.pos != len(self.data):
+            raise SpecError(f"SUBJ coding 3: {len(self.data) - self.pos} payload bytes left over")
+
+
+def _c3_residual(rd: RangeDecoder, Z, Sp) -> int:
+    """§6.3 "Residual": Z = Z[p][c] (15 probabilities), Sp = S[p][s]."""
+    if rd.bit(Z[0]) == 0:
+        return 0
+    neg = rd.bit(Sp)
+    x = 0
+    while x < 7 and rd.bit(Z[1 + x]) == 1:
+        x += 1
+    if x == 0:
+        m = 1
+    else:
+        m = 2 + rd.bit(Z[7 + x])
+        for _ in range(x - 1):
+            m = 2 * m + rd.direct()
+    return -m if neg == 1 else m
+
+
+def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray):
+    """Returns the planes P0 … P(c−1) as lists of rows over the box (§6.3)."""
+    bhs, bws = boxmask.shape
+    rd = RangeDecoder(payload)
+    # "All are set up once, before the first residual."
+    Zs = [[[[C3_PROB_INIT, 0] for _k in range(C3_NBITS)] for _c in range(C3_NCTX)] for _p in range(channels)]
+    Ss = [[[C3_PROB_INIT, 0] for _s in range(C3_NSIGN)] for _p in range(channels)]
+    V = [[[0] * bws for _ in range(bhs)] for _p in range(channels)]
+    E = [[[0] * bws for _ in range(bhs)] for _p in range(channels)]
+
+    def e_at(Ep, i, j):  # E is 0 outside the box (and at background pixels, as stored)
+        if 0 <= i < bws and 0 <= j < bhs:
+            return Ep[j][i]
+        return 0
+
+    for j in range(bhs):
+        for i in range(bws):
+            subject = bool(boxmask[j, i])
+            for p in range(channels):
+                Vp, Ep = V[p], E[p]
+                if j == 0:
+                    Wv = Vp[0][i - 1] if i > 0 else 0
+                    Nv = NWv = NEv = Wv
+                else:
+                    Nv = Vp[j - 1][i]
+                    Wv = Vp[j][i - 1] if i > 0 else Nv
+                    NWv = Vp[j - 1][i - 1] if i > 0 else Nv
+                    NEv = Vp[j - 1][i + 1] if i < bws - 1 else Nv
+                pred = _med(Wv, Nv, NWv)
+                if not subject:
+                    Vp[j][i] = pred
+                    Ep[j][i] = 0
+                    continue
+                eW = e_at(Ep, i - 1, j)
+                eN = e_at(Ep, i, j - 1)
+                eNW = e_at(Ep, i - 1, j - 1)
+                eNE = e_at(Ep, i + 1, j - 1)
+                act = abs(Wv - NWv) + abs(Nv - NWv) + abs(Nv - NEv) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+                q = sum(1 for th in C3_THRESHOLDS if th <= act)
+                colour = channels in (3, 4) and p in (1, 2)
+                t = (int(Wv == NWv) + 2 * int(Nv == NWv)) if colour else 0
+                u = _sgn3(E[1][j][i]) if (channels in (3, 4) and p == 2) else 0
+                c = q + 9 * (t + 4 * u)
+                s = 3 * _sgn3(eW) + _sgn3(eN) + 9 * _sgn3(eNE + eNW) + 27 * u
+                e = _c3_residual(rd, Zs[p][c], Ss[p][s])
+                Vp[j][i] = (pred + e) % 256
+                Ep[j][i] = e
+    rd.finish()
+    return V
 
 
 def _decode_metadata(body: bytes):

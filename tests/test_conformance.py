@@ -55,8 +55,11 @@ def test_metadata_chunks():
 
 def test_real_photo_crop():
     image, mask = photo("hsd-232")
-    box = (40, 40, 120, 110)
-    check(image.crop(box), mask[box[1] : box[3], box[0] : box[2]], feather=3)
+    box = (100, 160, 220, 270)  # across the subject's border
+    crop = mask[box[1] : box[3], box[0] : box[2]]
+    assert 0.2 < crop.mean() < 0.8
+    spec = check(image.crop(box), crop, feather=3)
+    assert spec.chunks[-2:] == ["SUBJ", "DONE"]
 
 
 def test_spec_reader_rejects_what_the_plugin_rejects():

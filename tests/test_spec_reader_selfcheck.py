@@ -625,7 +625,7 @@ def test_subj_box_and_coding_rules():
         subj2(S, M, 3, residuals=r, box=(x0, y0, w + 1, h)),
         subj2(S, M, 3, residuals=r, box=(x0 + 1, y0, w, h)),
         subj0(),  # coding 0 with n > 0
-        b"\x03" + subj2(S, M, 3)[1:],  # unknown coding
+        b"\x04" + subj2(S, M, 3)[1:],  # unknown coding (0 … 3 are defined)
         subj2(S, M, 3)[:16],  # too short
     ]
     for bad in bads:
@@ -690,3 +690,240 @@ def test_scaled_feathered_rgba_runs():
     for y, x in zip(*np.nonzero(M)):
         far[max(0, y - F) : y + F + 1, max(0, x - F) : x + F + 1] = False
     np.testing.assert_array_equal(img.pixels[far], U[far])
+
+
+# ---------------------------------------------------------------------------
+# §6.3 Coding 3: a spec-based encoder (the "encoder view" of §6.3), round-tripped
+# ---------------------------------------------------------------------------
+
+
+class LzmaRangeEncoder:
+    """§6.3 informative encoder: 33-bit low, range, a cache byte and a pending count."""
+
+    def __init__(self):
+        self.low = 0
+        self.range = 0xFFFFFFFF
+        self.cache = 0
+        self.cache_size = 1
+        self.out = bytearray()
+
+    def _shift_low(self):
+        if self.low < 0xFF000000 or self.low >= 1 << 32:
+            carry = self.low >> 32
+            temp = self.cache
+            while True:
+                self.out.append((temp + carry) & 0xFF)
+                temp = 0xFF
+                self.cache_size -= 1
+                if self.cache_size == 0:
+                    break
+            self.cache = (self.low >> 24) & 0xFF
+        self.cache_size += 1
+        self.low = (self.low & 0x00FFFFFF) << 8
+
+    def _norm(self):
+        while self.range < 1 << 24:
+            self.range <<= 8
+            self._shift_low()
+
+    def bit(self, prob, b):
+        P, n = prob
+        sh = min(6, int(math.floor(math.log2(n + 4))))
+        bound = (self.range >> 12) * P
+        if b == 0:
+            self.range = bound
+            P += (4096 - P) >> sh
+        else:
+            self.low += bound
+            self.range -= bound
+            P -= P >> sh
+        prob[0], prob[1] = P, min(n + 1, 60)
+        self._norm()
+
+    def direct(self, b):
+        self.range >>= 1
+        if b:
+            self.low += self.range
+        self._norm()
+
+    def finish(self) -> bytes:
+        for _ in range(5):
+            self._shift_low()
+        assert self.out[0] == 0  # "drops its first output byte, which is always 0"
+        return bytes(self.out[1:])
+
+
+def sgn3(x):
+    return 0 if x == 0 else 1 if x > 0 else 2
+
+
+def encode_coding3(S, M, channels, rng=None) -> bytes:
+    """Payload of §6.3 for the subject values S over the mask box.
+
+    With `rng`, a residual e is sometimes written as e ± 256 (still 1 <= |e| <= 255):
+    the decoded value (pred + e) mod 256 is the same, which checks that a decoder takes
+    m up to 255 and keeps E unreduced in its contexts.
+    """
+    x0, y0, bws, bhs = box_of(M)
+    box = S[y0 : y0 + bhs, x0 : x0 + bws].astype(int)
+    mb = M[y0 : y0 + bhs, x0 : x0 + bws]
+    if channels == 1:
+        planes = [box[:, :, 0]]
+    else:
+        g = box[:, :, 1]
+        planes = [g, (box[:, :, 0] - g + 128) % 256, (box[:, :, 2] - g + 128) % 256]
+        if channels == 4:
+            planes.append(box[:, :, 3])
+    Z = [[[[2048, 0] for _ in range(15)] for _ in range(108)] for _ in range(channels)]
+    SG = [[[2048, 0] for _ in range(81)] for _ in range(channels)]
+    V = np.zeros((channels, bhs + 1, bws + 2), int)  # padded: V[p, j+1, i+1]
+    E = np.zeros((channels, bhs + 1, bws + 2), int)  # E = 0 outside the box
+    enc = LzmaRangeEncoder()
+    thresholds = (3, 7, 13, 22, 36, 60, 100, 170)
+    for j in range(bhs):
+        for i in range(bws):
+            for p in range(channels):
+                v = lambda di, dj: int(V[p, j + 1 + dj, i + 1 + di])  # noqa: E731
+                e_ = lambda di, dj: int(E[p, j + 1 + dj, i + 1 + di])  # noqa: E731
+                if j == 0:
+                    w_ = v(-1, 0) if i > 0 else 0
+                    n_ = nw = ne = w_
+                else:
+                    n_ = v(0, -1)
+                    w_ = v(-1, 0) if i > 0 else n_
+                    nw = v(-1, -1) if i > 0 else n_
+                    ne = v(1, -1) if i < bws - 1 else n_
+                pred = med(w_, n_, nw)
+                if not mb[j, i]:
+                    V[p, j + 1, i + 1] = pred
+                    continue
+                eW, eN, eNW, eNE = e_(-1, 0), e_(0, -1), e_(-1, -1), e_(1, -1)
+                act = abs(w_ - nw) + abs(n_ - nw) + abs(n_ - ne) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+                q = sum(act >= t for t in thresholds)
+                colour = channels > 1 and p in (1, 2)
+                t = ((w_ == nw) + 2 * (n_ == nw)) if colour else 0
+                u = sgn3(int(E[1, j + 1, i + 1])) if channels > 1 and p == 2 else 0
+                ctx = q + 9 * (t + 4 * u)
+                sctx = 3 * sgn3(eW) + sgn3(eN) + 9 * sgn3(eNE + eNW) + 27 * u
+                e = ((int(planes[p][j, i]) - pred + 128) % 256) - 128
+                if rng is not None and e != 0 and rng.random() < 0.3:
+                    alt = e - 256 if e > 0 else e + 256
+                    if 1 <= abs(alt) <= 255:
+                        e = alt
+                zs = Z[p][ctx]
+                enc.bit(zs[0], int(e != 0))
+                if e != 0:
+                    m = abs(e)
+                    enc.bit(SG[p][sctx], int(e < 0))
+                    x = m.bit_length() - 1
+                    for k in range(x):
+                        enc.bit(zs[1 + k], 1)
+                    if x < 7:
+                        enc.bit(zs[1 + x], 0)
+                    if x >= 1:
+                        enc.bit(zs[7 + x], (m >> (x - 1)) & 1)
+                        for k in range(x - 2, -1, -1):
+                            enc.direct((m >> k) & 1)
+                V[p, j + 1, i + 1] = (pred + e) % 256
+                E[p, j + 1, i + 1] = e
+    return enc.finish()
+
+
+def subj3(S, M, channels, payload: bytes = None, rng=None) -> bytes:
+    if payload is None:
+        payload = encode_coding3(S, M, channels, rng)
+    return struct.pack(">BIIII", 3, *box_of(M)) + payload
+
+
+def smooth_sample(channels, W, H, seed):
+    """A smooth subject (small residuals, flat colour planes) with noise in places."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    S = np.zeros((H, W, channels), np.uint8)
+    for ch in range(channels):
+        base = (xx * (3 + ch) + yy * (5 - ch) + 40 * ch) % 256
+        noise = rng.integers(-2, 3, (H, W)) * (rng.random((H, W)) < 0.5)
+        S[:, :, ch] = (base + noise) % 256
+    S[H // 2 :, : W // 2] = rng.integers(0, 256, (H - H // 2, W // 2, channels))  # a noisy corner
+    M = (rng.random((H, W)) < 0.8).astype(np.uint8)
+    B = rng.integers(0, 256, (H, W, channels), dtype=np.uint8)
+    if channels == 4:
+        B[0, 0, 3] = 7
+    return S, M, B
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("kind", ["random", "smooth", "wide-residuals"])
+def test_roundtrip_coding3(channels, kind):
+    if kind == "smooth":
+        S, M, B = smooth_sample(channels, 21, 14, seed=channels)
+    else:
+        S, M, B = sample(channels, seed=channels * 10 + 3)
+    rng = np.random.default_rng(channels) if kind == "wide-residuals" else None
+    img = read_ppan(build(channels, S, M, B, subj=subj3(S, M, channels, rng=rng)))
+    np.testing.assert_array_equal(img.mask, M)
+    np.testing.assert_array_equal(img.pixels[M == 1], S[M == 1])
+    np.testing.assert_array_equal(img.pixels[M == 0], B[M == 0])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (2, 2)])
+def test_coding3_thin_boxes(shape):
+    # Boxes of one row / one column exercise the j = 0 and i = 0 / i = width-1 rules.
+    H, W = shape
+    rng = np.random.default_rng(H * 31 + W)
+    S = rng.integers(0, 256, (H + 2, W + 2, 3), dtype=np.uint8)
+    B = rng.integers(0, 256, (H + 2, W + 2, 3), dtype=np.uint8)
+    M = np.zeros((H + 2, W + 2), np.uint8)
+    M[1 : H + 1, 1 : W + 1] = 1
+    img = read_ppan(build(3, S, M, B, subj=subj3(S, M, 3, rng=rng)))
+    np.testing.assert_array_equal(img.pixels[M == 1], S[M == 1])
+
+
+def test_coding3_constant_subject_is_tiny():
+    S = np.full((16, 16, 3), 77, np.uint8)
+    M = np.ones((16, 16), np.uint8)
+    B = np.zeros_like(S)
+    payload = encode_coding3(S, M, 3)
+    assert len(payload) < 20
+    np.testing.assert_array_equal(read_ppan(build(3, S, M, B, subj=subj3(S, M, 3, payload))).pixels, S)
+
+
+def test_coding3_payload_rules():
+    p, (S, M, B) = parts()
+    good = encode_coding3(S, M, 3)
+    p["SUBJ"] = subj3(S, M, 3, good)
+    read_ppan(assemble(p))
+    for bad in (good[:-1], good + b"\x00", good[:3], b""):  # short, trailing, too short to start
+        p["SUBJ"] = subj3(S, M, 3, bad)
+        with pytest.raises(SpecError):
+            read_ppan(assemble(p))
+    x0, y0, w, h = box_of(M)
+    p["SUBJ"] = struct.pack(">BIIII", 3, x0, y0, w + 1, h) + good  # box != mask box
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+    p["MASK"] = mask_chunk_body(np.zeros_like(M))
+    p["SUBJ"] = struct.pack(">BIIII", 3, 0, 0, 0, 0)  # coding 3 with n = 0
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+
+
+def test_range_decoder_bits_by_hand():
+    # One probability-coded 0 then 1, then direct bits 1, 0, with the §6.3 encoder,
+    # decoded by the reader's RangeDecoder; the probability follows the §6.3 update.
+    enc = LzmaRangeEncoder()
+    pe = [2048, 0]
+    for b in (0, 1, 1, 0, 0):
+        enc.bit(pe, b)
+    enc.direct(1)
+    enc.direct(0)
+    data = enc.finish()
+    rd = sr.RangeDecoder(data)
+    pd = [2048, 0]
+    assert [rd.bit(pd) for _ in range(5)] == [0, 1, 1, 0, 0]
+    # n = 0, 1, 2, 3 -> sh = 2; n = 4 -> sh = 3
+    P = 2048
+    for b, sh in ((0, 2), (1, 2), (1, 2), (0, 2), (0, 3)):
+        P = P + ((4096 - P) >> sh) if b == 0 else P - (P >> sh)
+    assert pd == pe == [P, 5]
+    assert [rd.direct(), rd.direct()] == [1, 0]
+    rd.finish()
