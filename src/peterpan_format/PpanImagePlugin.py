@@ -30,13 +30,23 @@ class PpanImageFile(ImageFile.ImageFile):
         assert self.fp is not None
         try:
             self.header = container.read_head(self.fp)
-            pre_layer = {}
+        except OSError as exc:
+            raise SyntaxError(str(exc)) from exc
+        pre_layer, offset = {}, self.fp.tell()
+        try:
             while not container.is_critical(container.peek_chunk_type(self.fp)):
                 chunk_type, data = container.read_chunk(self.fp)
                 if chunk_type in container.METADATA_TYPES:
                     pre_layer.setdefault(chunk_type, data)
-        except OSError as exc:
-            raise SyntaxError(str(exc)) from exc
+                offset = self.fp.tell()
+        except container.TruncatedFile as exc:
+            # Not opened (as Pillow's PNG plugin does; ImageFile.Parser then waits for more
+            # data), unless truncated files are allowed: load() then gives a black image.
+            if not ImageFile.LOAD_TRUNCATED_IMAGES:
+                raise SyntaxError(str(exc)) from exc
+        except OSError:
+            pass  # a bad chunk after HEAD: load() reports it (spec §1)
+        self.fp.seek(offset)
         self.info.update(metadata.unpack(pre_layer))
         self.info["background_scale"] = self.header.scale
         self.info["feather"] = self.header.feather

@@ -17,7 +17,7 @@ from . import subject
 from ._kernels.blend import feather
 from ._kernels.resample import area_downsample, bicubic_upsample
 from ._kernels.rle import MASK_ERRORS, decode_mask, encode_mask
-from .container import BGND, MASK, SUBJ, Header, pack_file
+from .container import BGND, MASK, MAX_DIMENSION, SUBJ, Header, pack_file
 from .options import EncodeOptions
 from .streams import brotli_decompress, decode_embedded_webp
 from .subject import WEBP_MAX_SIDE
@@ -32,6 +32,8 @@ def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptio
            metadata: dict[bytes, bytes] | None = None) -> bytes:
     """A whole .ppan file for ``pixels`` (H, W, C) whose subject is where ``mask`` (H, W) is set."""
     height, width = mask.shape
+    if max(width, height) > MAX_DIMENSION:
+        raise ValueError(f"PPAN images are at most {MAX_DIMENSION} px a side, not {width}x{height}")
     header = Header(width, height, mode, options.background_scale, options.feather)
     mask = np.ascontiguousarray(mask != 0, dtype=np.uint8)
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)

@@ -29,6 +29,10 @@ _CHUNK_HEAD = struct.Struct(">I4s")
 _READ_BLOCK = 1 << 20
 
 
+class TruncatedFile(OSError):
+    """The file ends inside a chunk (spec §2.1, §11)."""
+
+
 @dataclass(frozen=True)
 class Header:
     """The HEAD chunk: image geometry and the reconstruction parameters."""
@@ -115,7 +119,7 @@ def _read_exact(fp: IO[bytes], size: int) -> bytes:
     while remaining:
         block = fp.read(min(remaining, _READ_BLOCK))
         if not block:
-            raise OSError("truncated PPAN file")
+            raise TruncatedFile("truncated PPAN file")
         parts.append(block)
         remaining -= len(block)
     return b"".join(parts)

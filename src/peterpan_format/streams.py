@@ -7,22 +7,33 @@ import brotli
 from PIL import Image
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, brotli.error)
+# Output asked of each Decompressor.process() call. The output_buffer_limit of brotli 1.2
+# is not a hard limit: a call returns whole output blocks (32 KiB, then 64 KiB, 128 KiB, ...)
+# until their total reaches it, so one call with a large limit may return almost twice as
+# much (google/brotli#1396). Asking for less than one block gets one block (at most 32 KiB)
+# per call; a brotli that honours the limit exactly gives 16 KiB per call.
+_BROTLI_STEP = 1 << 14
 
 
 def brotli_decompress(data: bytes, limit: int, what: str) -> bytes:
-    """Decompress a whole Brotli stream, refusing (while decompressing) output over ``limit``."""
+    """Decompress a whole Brotli stream, refusing (while decompressing) output over ``limit``.
+
+    At most ``limit`` + 32 KiB is ever decompressed.
+    """
     decompressor = brotli.Decompressor()
     parts, total = [], 0
     try:
-        block = decompressor.process(data, output_buffer_limit=limit + 1)
+        block = decompressor.process(data, output_buffer_limit=_BROTLI_STEP)
         while True:
             parts.append(block)
             total += len(block)
             if total > limit:
                 raise OSError(f"PPAN {what} decompress to more than {limit} bytes")
-            if decompressor.is_finished() or decompressor.can_accept_more_data():
+            # No output means no output pending: the stream ended or wants more input.
+            # (can_accept_more_data() is no guide: it is true once all input is buffered.)
+            if not block or decompressor.is_finished():
                 break
-            block = decompressor.process(b"", output_buffer_limit=limit + 1 - total)
+            block = decompressor.process(b"", output_buffer_limit=_BROTLI_STEP)
     except brotli.error as exc:
         raise OSError(f"PPAN {what}: corrupt Brotli stream") from exc
     if not decompressor.is_finished():
@@ -45,11 +56,29 @@ def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _check_framing(data: bytes, what: str) -> None:
+    """RIFF rules of spec §4 and §6.1 that libwebp does not enforce (it ignores extra bytes).
+
+    The RIFF size covers the payload exactly; a simple-format file (first chunk ``VP8 `` or
+    ``VP8L``) is that one chunk; an extended-format file is not animated.
+    """
+    if int.from_bytes(data[4:8], "little") != len(data) - 8:
+        raise OSError(f"PPAN {what}: WebP RIFF size does not match the payload of {len(data)} bytes")
+    first = data[12:16]
+    if first in (b"VP8 ", b"VP8L"):
+        size = int.from_bytes(data[16:20], "little")
+        if 20 + size + (size & 1) != len(data):
+            raise OSError(f"PPAN {what}: simple-format WebP is not exactly one {first.decode().strip()} chunk")
+    elif data[20] & 0x02:  # VP8X flags: animation
+        raise OSError(f"PPAN {what}: animated WebP")
+
+
 def decode_embedded_webp(data: bytes, size: tuple[int, int], mode: str, what: str) -> Image.Image:
     """Pixels of a single-frame WebP of exactly ``size`` and ``mode`` (RGB read as opaque RGBA)."""
     canvas = webp_canvas_size(data)
     if canvas != size:
         raise OSError(f"PPAN {what}: WebP canvas is {canvas}, expected {size}")
+    _check_framing(data, what)
     try:
         with Image.open(io.BytesIO(data), formats=["WEBP"]) as im:
             found = (im.size, im.mode, getattr(im, "n_frames", 1))
