@@ -1,0 +1,40 @@
+"""Harness (c4): metadata.unpack on an arbitrary metadata chunk payload.
+
+The first byte picks the chunk type (exif, iccp, xmpd); the rest is the payload or, if the
+byte's high bit is set, a value stored Brotli-compressed, which must come back intact. A
+malformed chunk is skipped (with a warning), never raised.
+Run: ``python fuzz/fuzz_metadata.py fuzz/corpus/metadata fuzz/seeds/metadata -max_total_time=60``
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ppan_fuzz  # noqa: E402
+
+ppan_fuzz.setup(instrument=__name__ == "__main__")
+
+import brotli  # noqa: E402
+
+from peterpan_format import metadata  # noqa: E402
+from peterpan_format.container import METADATA_TYPES  # noqa: E402
+
+
+def TestOneInput(data: bytes) -> None:
+    if not data:
+        return
+    chunk_type = METADATA_TYPES[(data[0] & 0x7F) % len(METADATA_TYPES)]
+    payload = b"\x01" + brotli.compress(data[1:], quality=0) if data[0] & 0x80 else data[1:]
+    with ppan_fuzz.guarded("metadata"):
+        info = metadata.unpack({chunk_type: payload})
+        assert len(info) <= 1
+        for key, value in info.items():
+            assert isinstance(value, bytes)
+            prefix = metadata.EXIF_PREFIX if key == "exif" else b""
+            assert value.startswith(prefix) and len(value) <= metadata.MAX_VALUE + len(prefix)
+            if data[0] & 0x80:
+                assert value == prefix + data[1:]
+
+
+if __name__ == "__main__":
+    ppan_fuzz.main(TestOneInput)
