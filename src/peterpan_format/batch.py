@@ -134,9 +134,16 @@ def run(jobs: list[Job], workers: int = 1, client: Any = None,
     return _run_pool(jobs, workers, progress)
 
 
+def _share_cores(threads: int) -> None:
+    """Pool initializer: each worker's torch/BLAS gets its share of the cores, not all of them."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
 def _run_pool(jobs: list[Job], workers: int, progress: Callable[[Result], None]) -> list[Result]:
     results = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_share_cores, initargs=(threads,)) as pool:
         pending = {pool.submit(run_job, job) for job in jobs}
         try:
             while pending:
