@@ -33,3 +33,14 @@ def as_u8(a, ndim: int, name: str) -> np.ndarray:
     a = np.ascontiguousarray(a).view()
     a.flags.writeable = False
     return a
+
+
+def as_box(pixels, mask) -> tuple[np.ndarray, np.ndarray]:
+    """A subject box crop uint8[h, w, C] (C = 1, 3 or 4) and its uint8[h, w] mask, checked."""
+    pixels = as_u8(pixels, 3, "pixels")
+    mask = as_u8(mask, 2, "mask")
+    if pixels.shape[2] not in (1, 3, 4):
+        raise ValueError("pixels must have 1, 3 or 4 channels")
+    if mask.shape != pixels.shape[:2]:
+        raise ValueError("mask and pixels must have the same height and width")
+    return pixels, mask

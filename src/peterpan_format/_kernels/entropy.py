@@ -11,7 +11,7 @@ the residual of the first colour plane.
 import numba
 import numpy as np
 
-from . import as_u8
+from . import as_box, as_u8
 
 ERR_CHANNELS = -1
 ERR_TRUNCATED = -2
@@ -245,20 +245,26 @@ def _rc_encode(dec, nd, out, st):
                 rng = bound
         while rng < TOP:
             rng = (rng << 8) & MASK32
-            if low < 0xFF000000 or low > MASK32:
-                carry = low >> 32
-                temp = cache
-                while True:
-                    out[pos] = (temp + carry) & 255
-                    pos += 1
-                    temp = 0xFF
-                    csize -= 1
-                    if csize == 0:
-                        break
-                cache = (low >> 24) & 255
-            csize += 1
-            low = (low & 0x00FFFFFF) << 8
+            low, cache, csize, pos = _shift_low(out, low, cache, csize, pos)
     st[0], st[1], st[2], st[3], st[4] = low, rng, cache, csize, pos
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _shift_low(out, low, cache, csize, pos):
+    """LZMA's ShiftLow: emit the pending byte (and 0xFF run) once its carry is known."""
+    if low < 0xFF000000 or low > MASK32:
+        carry = low >> 32
+        temp = cache
+        while True:
+            out[pos] = (temp + carry) & 255
+            pos += 1
+            temp = 0xFF
+            csize -= 1
+            if csize == 0:
+                break
+        cache = (low >> 24) & 255
+    csize += 1
+    return (low & 0x00FFFFFF) << 8, cache, csize, pos
 
 
 @numba.njit(cache=True, nogil=True)
@@ -266,19 +272,7 @@ def _rc_flush(out, st):
     """Five more byte shifts push out the pending bytes and the 4 bytes of low."""
     low, cache, csize, pos = st[0], st[2], st[3], st[4]
     for _ in range(5):
-        if low < 0xFF000000 or low > MASK32:
-            carry = low >> 32
-            temp = cache
-            while True:
-                out[pos] = (temp + carry) & 255
-                pos += 1
-                temp = 0xFF
-                csize -= 1
-                if csize == 0:
-                    break
-            cache = (low >> 24) & 255
-        csize += 1
-        low = (low & 0x00FFFFFF) << 8
+        low, cache, csize, pos = _shift_low(out, low, cache, csize, pos)
     st[0], st[2], st[3], st[4] = low, cache, csize, pos
 
 
@@ -376,13 +370,7 @@ def cm_encode(pixels, mask) -> np.ndarray:
 
     ``mask`` is the uint8[h, w] mask crop (nonzero = subject).
     """
-    pixels = as_u8(pixels, 3, "pixels")
-    mask = as_u8(mask, 2, "mask")
-    if pixels.shape[2] not in (1, 3, 4):
-        raise ValueError("pixels must have 1, 3 or 4 channels")
-    if mask.shape != pixels.shape[:2]:
-        raise ValueError("mask and pixels must have the same height and width")
-    return _cm_encode(pixels, mask)
+    return _cm_encode(*as_box(pixels, mask))
 
 
 def cm_decode(data, mask, channels: int) -> tuple[np.ndarray, int]:

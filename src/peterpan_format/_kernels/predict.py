@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from . import as_u8
+from . import as_box, as_u8
 
 ERR_LENGTH = -1
 ERR_CHANNELS = -2
@@ -118,13 +118,7 @@ def med_encode(pixels, mask) -> np.ndarray:
 
     ``mask`` is the uint8[h, w] mask crop (nonzero = subject); the result has C x n bytes.
     """
-    pixels = as_u8(pixels, 3, "pixels")
-    mask = as_u8(mask, 2, "mask")
-    if pixels.shape[2] not in (1, 3, 4):
-        raise ValueError("pixels must have 1, 3 or 4 channels")
-    if mask.shape != pixels.shape[:2]:
-        raise ValueError("mask and pixels must have the same height and width")
-    return _med_encode(pixels, mask)
+    return _med_encode(*as_box(pixels, mask))
 
 
 def med_decode(residuals, mask, channels: int) -> tuple[np.ndarray, int]:
