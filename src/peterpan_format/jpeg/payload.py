@@ -1,0 +1,223 @@
+"""The JPEG-coefficient subject payload (spec/jpeg_subject.md): build it and read it back."""
+
+from __future__ import annotations
+
+import struct
+
+import brotli
+import numpy as np
+
+from .._kernels import jpeg_coder
+from .._kernels.jpeg_huffman import ZIGZAG
+from .parser import Component, check_sampling, layout
+from .select import kept_blocks
+
+BROTLI, ARITH = 1, 2
+CODERS = {"brotli": BROTLI, "arith": ARITH}
+COLOUR_CODES = {"grey": 0, "rgb": 0, "ycbcr": 1}
+Q_8BIT, Q_16BIT, Q_IJG_LUMA, Q_IJG_CHROMA = 0, 1, 2, 3
+BROTLI_QUALITY = 11
+BROTLI_WINDOW = 24
+
+# ITU-T T.81 Annex K.1 tables (natural order), scaled by libjpeg's jpeg_quality_scaling.
+_K1_LUMA = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]  # fmt: skip
+_K1_CHROMA = [
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
+] + [99] * 32  # fmt: skip
+
+
+def ijg_table(kind: int, quality: int) -> np.ndarray:
+    """libjpeg's table for ``quality`` 1..100 (force_baseline: values clamped to 1..255)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    base = np.array(_K1_LUMA if kind == Q_IJG_LUMA else _K1_CHROMA, np.int64)
+    return np.clip((base * scale + 50) // 100, 1, 255).astype(np.uint16)
+
+
+def _table_bytes(q: np.ndarray) -> bytes:
+    for kind in (Q_IJG_LUMA, Q_IJG_CHROMA):
+        for quality in range(1, 101):
+            if np.array_equal(ijg_table(kind, quality), q):
+                return bytes([kind, quality])
+    zz = q[ZIGZAG]
+    if zz.max() <= 255:
+        return bytes([Q_8BIT]) + zz.astype(np.uint8).tobytes()
+    return bytes([Q_16BIT]) + zz.astype(">u2").tobytes()
+
+
+def _zigzag_map(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.int64)
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _brotli_stream(kept: list[np.ndarray]) -> bytes:
+    """Coder 1 before Brotli: per component, 64 zigzag planes of mapped values, then escapes."""
+    small, big = [], []
+    for blocks in kept:
+        if len(blocks) == 0:
+            continue
+        p = blocks[:, ZIGZAG].astype(np.int64)
+        p[1:, 0] = ((np.diff(p[:, 0]) + 32768) & 0xFFFF) - 32768  # DC differences, wrapped to int16
+        z = _zigzag_map(p.T.ravel())
+        small.append(np.minimum(z, 255).astype(np.uint8))
+        big.append(z[z >= 255] - 255)
+    if not small:
+        return b""
+    return np.concatenate(small).tobytes() + np.concatenate(big).astype(">u2").tobytes()
+
+
+def _grids(keep: list[np.ndarray], tables: list[int]):
+    """(index int32[m], comps int64[c, 5], counts) for the coefficient kernels."""
+    index, comps, counts, n, off = [], [], [], 0, 0
+    for ci, k in enumerate(keep):
+        g = np.full(k.shape, -1, np.int32)
+        cnt = int(np.count_nonzero(k))
+        g[k] = np.arange(n, n + cnt, dtype=np.int32)
+        index.append(g.ravel())
+        comps.append([off, k.shape[0], k.shape[1], ci, tables[ci]])
+        off += k.size
+        n += cnt
+        counts.append(cnt)
+    return np.concatenate(index), np.array(comps, np.int64), counts
+
+
+def build(img, mask: np.ndarray, coder: str = "auto") -> bytes:
+    """The payload for ``img`` (a parser.JpegImage) and ``mask`` (H, W)."""
+    if coder not in ("auto", "brotli", "arith"):
+        raise ValueError(f"unknown coder {coder!r}")
+    comps = img.components
+    tables: list[bytes] = []
+    refs = []
+    for q in img.qtables:
+        tb = _table_bytes(q)
+        if tb not in tables:
+            tables.append(tb)
+        refs.append(tables.index(tb))
+    head = struct.pack(">HHBB", img.width, img.height, COLOUR_CODES[img.colour], len(comps))
+    for c, t in zip(comps, refs):
+        head += bytes([(c.h << 4) | c.v, t])
+    head += bytes([len(tables)]) + b"".join(tables)
+    keep = kept_blocks(mask, comps)
+    kept = [np.ascontiguousarray(img.blocks(ci)[k]) for ci, k in enumerate(keep)]
+    candidates = []
+    if coder in ("auto", "brotli"):
+        data = brotli.compress(_brotli_stream(kept), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
+        candidates.append(bytes([BROTLI]) + head + data)
+    if coder in ("auto", "arith"):
+        index, grid_info, _ = _grids(keep, list(range(len(comps))))
+        coef = np.concatenate(kept) if kept else np.zeros((0, 64), np.int16)
+        data = jpeg_coder.encode_blocks(coef, index, grid_info, img.qtables)
+        candidates.append(bytes([ARITH]) + head + data)
+    return min(candidates, key=len)
+
+
+class Header:
+    """The fields of a payload before its coefficient data."""
+
+    def __init__(self, payload: bytes, shape: tuple[int, int]):
+        p = memoryview(payload)
+        if len(p) < 7:
+            raise OSError("JPEG subject payload is too short")
+        self.coder = p[0]
+        if self.coder not in (BROTLI, ARITH):
+            raise OSError(f"unknown JPEG subject coder {self.coder}")
+        self.width, self.height, colour, n = struct.unpack_from(">HHBB", p, 1)
+        if (self.height, self.width) != tuple(shape):
+            raise OSError(f"JPEG subject is {self.width}x{self.height}, the mask {shape[1]}x{shape[0]}")
+        if n not in (1, 3) or colour > 1 or (colour == 1 and n != 3):
+            raise OSError("JPEG subject component count or colour transform out of range")
+        self.colour = ("ycbcr" if colour else "rgb") if n == 3 else "grey"
+        pos = 7
+        if len(p) < pos + 2 * n + 1:
+            raise OSError("JPEG subject payload is too short")
+        sampling, refs = [], []
+        for _ in range(n):
+            h, v, t = p[pos] >> 4, p[pos] & 15, p[pos + 1]
+            pos += 2
+            if not (1 <= h <= 4 and 1 <= v <= 4):
+                raise OSError("JPEG subject sampling factor out of range")
+            sampling.append((h, v))
+            refs.append(t)
+        if n == 1 and sampling != [(1, 1)]:
+            raise OSError("JPEG subject: a single component must have sampling 1x1")
+        try:
+            check_sampling(sampling)
+        except ValueError as exc:
+            raise OSError(f"JPEG subject: {exc}") from None
+        ntables = p[pos]
+        pos += 1
+        if not 1 <= ntables <= n or any(t >= ntables for t in refs):
+            raise OSError("JPEG subject quantisation table count or index out of range")
+        tables = []
+        for _ in range(ntables):
+            if pos >= len(p):
+                raise OSError("JPEG subject payload is too short")
+            kind = p[pos]
+            pos += 1
+            if kind in (Q_IJG_LUMA, Q_IJG_CHROMA):
+                if pos >= len(p) or not 1 <= p[pos] <= 100:
+                    raise OSError("JPEG subject quality out of range")
+                tables.append(ijg_table(kind, p[pos]))
+                pos += 1
+            elif kind in (Q_8BIT, Q_16BIT):
+                size = 64 * (kind + 1)
+                if pos + size > len(p):
+                    raise OSError("JPEG subject payload is too short")
+                raw = np.frombuffer(p[pos : pos + size], ">u2" if kind else np.uint8)
+                q = np.zeros(64, np.uint16)
+                q[ZIGZAG] = raw
+                tables.append(q)
+                pos += size
+            else:
+                raise OSError(f"unknown JPEG subject quantisation table kind {kind}")
+        self.qtables = np.stack([tables[t] for t in refs])
+        self.components: list[Component] = layout(self.width, self.height, sampling)
+        self.data = bytes(p[pos:])
+
+
+def read(payload: bytes, mask: np.ndarray):
+    """(header, kept-block grids, coefficient arrays) of a payload; OSError if malformed."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise OSError("JPEG subject mask must be 2-D")
+    head = Header(payload, mask.shape)
+    keep = kept_blocks(mask, head.components)
+    index, grid_info, counts = _grids(keep, list(range(len(head.components))))
+    total = sum(counts)
+    coef = np.zeros((total, 64), np.int16)
+    if head.coder == BROTLI:
+        from ..streams import brotli_decompress
+
+        raw = brotli_decompress(head.data, 3 * 64 * total, "SUBJ JPEG coefficients")
+        small = np.frombuffer(raw[: 64 * total], np.uint8)
+        if len(small) != 64 * total:
+            raise OSError("PPAN SUBJ JPEG coefficients are too short")
+        escapes = int(np.count_nonzero(small == 255))
+        if len(raw) != 64 * total + 2 * escapes:
+            raise OSError("PPAN SUBJ JPEG coefficient escapes do not match")
+        z = small.astype(np.int64)
+        z[small == 255] += np.frombuffer(raw[64 * total :], ">u2")
+        v = np.where(z & 1, -((z + 1) >> 1), z >> 1)
+        if v.size and (v.min() < -32768 or v.max() > 32767):
+            raise OSError("PPAN SUBJ JPEG coefficient out of range")
+        pos = start = 0
+        for cnt in counts:
+            p = v[pos : pos + 64 * cnt].reshape(64, cnt).T.copy()
+            pos += 64 * cnt
+            if cnt:
+                p[:, 0] = ((np.cumsum(p[:, 0]) + 32768) & 0xFFFF) - 32768
+            coef[start : start + cnt, ZIGZAG] = p.astype(np.int16)
+            start += cnt
+    else:
+        status = jpeg_coder.decode_blocks(head.data, coef, index, grid_info, head.qtables)
+        if status:
+            raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
+    blocks = []
+    for off, nby, nbx, *_ in grid_info:
+        blocks.append((coef, np.ascontiguousarray(index[off : off + nby * nbx].reshape(nby, nbx))))
+    return head, blocks

@@ -1,0 +1,60 @@
+"""From quantised coefficients to the pixels libjpeg-turbo (Pillow) decodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels import jpeg_idct as ki
+from .parser import Component
+
+
+def ratios(comps: list[Component]) -> list[tuple[int, int]]:
+    """Upsampling ratio (rh, rv) of each component: hmax / h, vmax / v."""
+    hmax = max(c.h for c in comps)
+    vmax = max(c.v for c in comps)
+    return [(hmax // c.h, vmax // c.v) for c in comps]
+
+
+def sample_range(start: int, stop: int, ratio: int, size: int) -> tuple[int, int]:
+    """First and last sample (inclusive, clamped to 0..size-1) read for pixels start..stop-1."""
+    lo = min(max((start - 1) // ratio, 0), size - 1)
+    hi = min(max(stop // ratio, 0), size - 1)
+    return lo, hi
+
+
+def render(
+    comps: list[Component],
+    colour: str,
+    qtables: np.ndarray,
+    blocks: list[tuple[np.ndarray, np.ndarray]],
+    box: tuple[int, int, int, int],
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pixels uint8[h, w, C] of ``box`` = (x0, y0, w, h), exact where ``mask`` is set.
+
+    ``blocks[c]`` = (coef int16[k, 64], index int32[nby, nbx]) gives the blocks of
+    component c available (index -1 = missing). Pixels where ``mask`` is 0 are left 0;
+    every pixel is computed when ``mask`` is None.
+    """
+    x0, y0, w, h = box
+    rs = ratios(comps)
+    infos, windows, total = [], [], 0
+    for c, (rh, rv) in zip(comps, rs):
+        lx, hx = sample_range(x0, x0 + w, rh, c.dw)
+        ly, hy = sample_range(y0, y0 + h, rv, c.dh)
+        bx0, bx1, by0, by1 = lx // 8, hx // 8 + 1, ly // 8, hy // 8 + 1
+        ph, pw = 8 * (by1 - by0), 8 * (bx1 - bx0)
+        windows.append((total, ph, pw, by0, bx0))
+        fancy = int(rh == 2 and c.dw > 2)
+        infos.append([total, pw, 8 * bx0, 8 * by0, c.dw, c.dh, rh, rv, fancy])
+        total += ph * pw
+    plane = np.zeros(total, np.uint8)
+    for (off, ph, pw, by0, bx0), (coef, index), q in zip(windows, blocks, qtables):
+        view = plane[off : off + ph * pw].reshape(ph, pw)
+        ki.idct_blocks(coef, index, q, view, by0, bx0)
+    out = np.zeros((h, w, len(comps)), np.uint8)
+    sel = np.ones((h, w), np.uint8) if mask is None else np.ascontiguousarray(mask, dtype=np.uint8)
+    status = ki.upsample_convert(out, sel, plane, np.array(infos, np.int64), x0, y0, int(colour == "ycbcr"))
+    if status:
+        raise RuntimeError("internal error: sample window too small")
+    return out
