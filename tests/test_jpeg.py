@@ -752,7 +752,7 @@ def spec_model(rc, comps, order, blocks):
                         continue
                 rem -= 1
                 e = rc.exponent(("IE1", bd, mb), ("IE2", bd, ib), ("IE3", bd, nzb), ("W-IE",), 1)
-                mag = rc.mantissa(("MANT", 0), e)
+                mag = rc.mantissa(("MANT", 5 if mb == 10 else max(0, min(4, mb - e + 2))), e)
                 neg = rc.raw(32768)
                 if mag > 32768 or (mag == 32768 and not neg):
                     raise SpecReject("range")
@@ -791,7 +791,12 @@ def spec_model(rc, comps, order, blocks):
                             continue
                     rem -= 1
                     e = rc.exponent(("EE1", edge, pb), ("EE2", edge, mb), ("EE3", pos, rem), ("W-EE", edge), 1)
-                    mag = rc.mantissa(("MANT", 36), e)
+                    if not X:
+                        rel = 0
+                    else:
+                        lp = spec_bitlen(abs(pt[t]))
+                        rel = 1 if lp < e else 4 if lp > e else 3 if e >= 2 and (abs(pt[t]) >> (e - 2)) & 1 else 2
+                    mag = rc.mantissa(("MANT", 6 + rel), e)
                     neg = rc.ctx(("ESIGN", edge, hint))
                     if mag > 32768 or (mag == 32768 and not neg):
                         raise SpecReject("range")

@@ -87,7 +87,7 @@ CONTEXT_SIZES = {
     "IE1": N_BANDS * M_BUCKETS * MAX_EXP,  # interior exponent bit j: (band, prior, j)
     "IE2": N_BANDS * I_BUCKETS * MAX_EXP,  # (band, in-block, j)
     "IE3": N_BANDS * NZR_BUCKETS * MAX_EXP,  # (band, nonzeros left, j)
-    "MANT": 2 * E1 * 2,  # (interior 0 / edge 1, exponent, top or second bit)
+    "MANT": 11 * E1 * 2,  # (interior 0..5 / edge 6..10 relation to the prior, exponent, bit)
     "NZEA": 2 * 7 * 9 * 8,  # edge count: (edge, interior count bit length, predicted nonzeros, node)
     "NZEB": 2 * 9 * 9 * 8,  # (edge, predicted nonzeros, the neighbour's count of that edge, node)
     "NZEC": 2 * 2 * NZ_BUCKETS * 8,  # (class, edge, interior count bucket, node)
@@ -446,7 +446,8 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                         OFF_IE3 + (band * NZR_BUCKETS + nzb) * MAX_EXP - 1,
                         W_IE - 1, 1, _bitlen(abs(v)),
                     )  # fmt: skip
-                    a = _mantissa(st, buf, probs, counts, OFF_MANT, abs(v), e)
+                    rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
+                    a = _mantissa(st, buf, probs, counts, OFF_MANT + rel * E1 * 2, abs(v), e)
                     neg = _code_p(st, buf, 32768, 1 if v < 0 else 0)
                     if decoding:
                         if a > 32768 or (a == 32768 and neg == 0):
@@ -512,7 +513,18 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             OFF_EE3 + (pos * 7 + rem) * MAX_EXP - 1,
                             W_EE + edge * MAX_EXP - 1, 1, _bitlen(abs(v)),
                         )  # fmt: skip
-                        a = _mantissa(st, buf, probs, counts, OFF_MANT + 2 * E1, abs(v), e)
+                        rel = 0  # how the prediction compares with the exponent
+                        if nb >= 0:
+                            lp = _bitlen(abs(preds[t]))
+                            if lp < e:
+                                rel = 1
+                            elif lp > e:
+                                rel = 4
+                            elif e >= 2 and (abs(preds[t]) >> (e - 2)) & 1:
+                                rel = 3
+                            else:
+                                rel = 2
+                        a = _mantissa(st, buf, probs, counts, OFF_MANT + (6 + rel) * E1 * 2, abs(v), e)
                         neg = _bit(st, buf, probs, counts, OFF_ESIGN + edge * S_HINTS + hint, 1 if v < 0 else 0)
                         if decoding:
                             if a > 32768 or (a == 32768 and neg == 0):

@@ -13,10 +13,9 @@ malformed payloads raise ``OSError``.
 
 from __future__ import annotations
 
-import numpy as np
-
 import io
 
+import numpy as np
 from PIL import Image
 
 from . import payload as _payload

@@ -386,14 +386,15 @@ def _parse_sos(body: bytes, comps: list[Component], progressive: bool):
 
 
 def _update_coef_bits(coef_bits, ids, ss, se, ah, al) -> None:
-    """Track each coefficient's successive-approximation state; refuse bogus progressions."""
+    """Track each coefficient's successive-approximation bit (-1 = never sent) and refuse
+    progressions that libjpeg only warns about: an AC scan before the DC scan, a first
+    scan of a coefficient already sent, a refinement that does not continue the last."""
     for ci in ids:
         bits = coef_bits[ci]
         if ss > 0 and bits[0] < 0:
             raise unsupported("AC scan before the DC scan")
         for k in range(ss, se + 1):
-            expected = max(int(bits[k]), 0) if bits[k] >= 0 else 0
-            if ah != expected or (ah == 0 and bits[k] >= 0):
+            if (ah == 0 and bits[k] >= 0) or (ah > 0 and bits[k] != ah):
                 raise unsupported("inconsistent progression")
             bits[k] = al
 
