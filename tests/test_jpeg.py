@@ -587,10 +587,11 @@ class SpecCoder:
             node = 2 * node + self.mix(b1 + (node,), b2 + (node,), b3 + (node,), wbase + (d,))
         return node - (1 << nb)
 
-    def exponent(self, e1, e2, e3, wbase, f):
+    def exponent(self, e1, e2, e3, wbase, f, g=None):
         j = f
         while j < 17:
-            if not self.mix(e1 + (j - f,), e2 + (j - f,), e3 + (j - f,), wbase + (j - f,)):
+            s4 = 0 if g is None else max(-2047, min(2047, (g - j) * 384))
+            if not self.mix(e1 + (j - f,), e2 + (j - f,), e3 + (j - f,), wbase + (j - f,), s4):
                 break
             j += 1
         return j
@@ -751,7 +752,8 @@ def spec_model(rc, comps, order, blocks):
                                   SPEC_STRETCH[(rem * 4096) // (49 - i)]):
                         continue
                 rem -= 1
-                e = rc.exponent(("IE1", bd, mb), ("IE2", bd, ib), ("IE3", bd, nzb), ("W-IE",), 1)
+                e = rc.exponent(("IE1", bd, mb), ("IE2", bd, ib), ("IE3", bd, nzb), ("W-IE",), 1,
+                                mb - 1 if mb < 10 else None)
                 mag = rc.mantissa(("MANT", 5 if mb == 10 else max(0, min(4, mb - e + 2))), e)
                 neg = rc.raw(32768)
                 if mag > 32768 or (mag == 32768 and not neg):
@@ -790,7 +792,8 @@ def spec_model(rc, comps, order, blocks):
                                       ("W-EZ", edge), SPEC_STRETCH[(rem * 4096) // (8 - t)]):
                             continue
                     rem -= 1
-                    e = rc.exponent(("EE1", edge, pb), ("EE2", edge, mb), ("EE3", pos, rem), ("W-EE", edge), 1)
+                    e = rc.exponent(("EE1", edge, pb), ("EE2", edge, mb), ("EE3", pos, rem), ("W-EE", edge), 1,
+                                    pb - 1 if pb > 0 else None)
                     if not X:
                         rel = 0
                     else:

@@ -53,7 +53,8 @@ SQRT2_Q13 = 11585  # round(sqrt(2) * 2^13)
 MIX_RATE = 10
 MIX_SHIFT = 13
 W_INIT = 29491  # initial weight of each of the three model inputs (0.45)
-W_DIRECT = 16384  # initial weight of the direct input of a zero flag (0.25)
+W_DIRECT = 16384  # initial weight of the direct input (0.25)
+NO_GUESS = -1000
 
 # The 49 interior coefficients (row >= 1 and column >= 1) in zigzag order, with a band
 # (zigzag index // 5, at most 9) each; the edges are column 0 and row 0, rows / columns 1..7.
@@ -296,12 +297,14 @@ def _tree(st, buf, probs, counts, weights, b1, b2, b3, w, nbits, value):
 
 
 @numba.njit(cache=True, nogil=True)
-def _exponent(st, buf, probs, counts, weights, c1, c2, c3, w, first, e):
+def _exponent(st, buf, probs, counts, weights, c1, c2, c3, w, first, e, guess):
     """Code e >= first in unary: bits "e > j" for j = first, first + 1, ... (at most up to
-    MAX_EXP - 1), bit j mixing contexts c1 + j, c2 + j, c3 + j with weight set w + j."""
+    MAX_EXP - 1), bit j mixing contexts c1 + j, c2 + j, c3 + j with weight set w + j and
+    the direct input (guess - j) * 384 (an expected exponent; NO_GUESS: none)."""
     j = np.int64(first)
     while j < MAX_EXP:
-        if _mix(st, buf, probs, counts, weights, c1 + j, c2 + j, c3 + j, w + j, 0, 1 if e > j else 0) == 0:
+        s4 = 0 if guess == NO_GUESS else min(max((guess - j) * 384, -2047), 2047)
+        if _mix(st, buf, probs, counts, weights, c1 + j, c2 + j, c3 + j, w + j, s4, 1 if e > j else 0) == 0:
             break
         j += 1
     return j
@@ -444,7 +447,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                         OFF_IE1 + (band * M_BUCKETS + mb) * MAX_EXP - 1,
                         OFF_IE2 + (band * I_BUCKETS + ib) * MAX_EXP - 1,
                         OFF_IE3 + (band * NZR_BUCKETS + nzb) * MAX_EXP - 1,
-                        W_IE - 1, 1, _bitlen(abs(v)),
+                        W_IE - 1, 1, _bitlen(abs(v)), mb - 1 if mb < 10 else NO_GUESS,
                     )  # fmt: skip
                     rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
                     a = _mantissa(st, buf, probs, counts, OFF_MANT + rel * E1 * 2, abs(v), e)
@@ -511,7 +514,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             OFF_EE1 + (edge * P_BUCKETS + pb) * MAX_EXP - 1,
                             OFF_EE2 + (edge * M_BUCKETS + mb) * MAX_EXP - 1,
                             OFF_EE3 + (pos * 7 + rem) * MAX_EXP - 1,
-                            W_EE + edge * MAX_EXP - 1, 1, _bitlen(abs(v)),
+                            W_EE + edge * MAX_EXP - 1, 1, _bitlen(abs(v)), pb - 1 if pb > 0 else NO_GUESS,
                         )  # fmt: skip
                         rel = 0  # how the prediction compares with the exponent
                         if nb >= 0:
@@ -562,7 +565,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                     OFF_DC1 + (cc * DC_ACT + act) * E1,
                     OFF_DC2 + (cc * NZ_BUCKETS + NZ_BUCKET[nz7[b]]) * E1,
                     OFF_DC3 + (cc * DC_RES + rb) * E1,
-                    W_DC + cc * E1, 0, _bitlen(abs(r)),
+                    W_DC + cc * E1, 0, _bitlen(abs(r)), NO_GUESS,
                 )  # fmt: skip
                 dcr[b] = e
                 if e > 0:
