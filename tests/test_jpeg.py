@@ -484,9 +484,9 @@ def test_kernels_in_bounds_with_boundscheck(tmp_path):
     assert proc.stdout.strip() == "ok"
 
 
-# ---------------------------------------------------------------- a decoder written from spec/jpeg_subject.md
+# ---------------------------------------------------------------- a decoder written from spec/FORMAT.md §6.4
 #
-# Plain Python, following the draft's text section by section (not the kernels), for tiny
+# Plain Python, following the text section by section (not the kernels), for tiny
 # images: a check that the text is complete and agrees with the implementation.
 
 SPEC_ZIGZAG = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
@@ -532,7 +532,7 @@ class SpecReject(Exception):
 
 
 class SpecCoder:
-    """§5.1 - §5.3."""
+    """§6.4.5.1 - §6.4.5.3."""
 
     def __init__(self, data):
         if len(data) < 4:
@@ -605,7 +605,7 @@ class SpecCoder:
 
 
 def spec_decode(payload, mask):
-    """§1 - §6: the subject box's pixels (h, w, C) as a list-based array."""
+    """§6.4.1 - §6.4.6: the subject box's pixels (h, w, C) as a list-based array."""
     H, W = mask.shape
     p = payload
     if len(p) < 7 or p[0] not in (1, 2):
@@ -640,7 +640,7 @@ def spec_decode(payload, mask):
                 tab[SPEC_ZIGZAG[k]] = zz[k]
             tables.append(tab)
     data = p[pos:]
-    # §2, §3
+    # §6.4.2, §6.4.3
     comps = []
     for (h, v), t in zip(samp, tix):
         rh, rv = hmax // h, vmax // v
@@ -697,7 +697,7 @@ def spec_decode(payload, mask):
 
 
 def spec_model(rc, comps, order, blocks):
-    """§5.5."""
+    """§6.4.5.5."""
     interior = [z for z in SPEC_ZIGZAG if z >= 8 and z % 8]
     band = [min(SPEC_ZIGZAG.index(z) // 5, 9) for z in interior]
     for ci, c in enumerate(comps):

@@ -1,4 +1,4 @@
-"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/jpeg_subject.md §5).
+"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/FORMAT.md §6.4.5).
 
 One kernel, ``_code_blocks``, both encodes (mode 0) and decodes (mode 1): every binary
 decision goes through ``_code_p``, which codes the given bit or returns the decoded one,

@@ -9,7 +9,7 @@
   integer ratios and for components at most 2 samples wide (h2v1, h2v2), then the
   YCbCr -> RGB table conversion of jdcolor.c (SCALEBITS 16), or a copy for RGB and grey.
 
-The reference arithmetic is spelled out in spec/jpeg_subject.md. All sums fit int64 for
+The reference arithmetic is spelled out in spec/FORMAT.md §6.4. All sums fit int64 for
 any int16 coefficient and uint16 quantiser, so no input can make a kernel misbehave.
 """
 

@@ -4,7 +4,7 @@
 - ``jpeg_pixels(data)``: the whole image from those coefficients, equal to what Pillow
   (libjpeg-turbo, default settings) decodes.
 - ``encode_jpeg_subject(data, mask)`` / ``decode_jpeg_subject(payload, mask)``: the SUBJ
-  payload (spec/jpeg_subject.md) holding the coefficient blocks the subject pixels
+  payload (spec/FORMAT.md §6.4) holding the coefficient blocks the subject pixels
   depend on, and back to the subject pixels of the mask's box.
 
 Unsupported or malformed JPEGs raise ``ValueError`` (callers fall back to coding pixels);

@@ -1,4 +1,4 @@
-"""The JPEG-coefficient subject payload (spec/jpeg_subject.md): build it and read it back."""
+"""The JPEG-coefficient subject payload (spec/FORMAT.md §6.4): build it and read it back."""
 
 from __future__ import annotations
 

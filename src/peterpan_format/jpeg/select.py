@@ -1,4 +1,4 @@
-"""Which coefficient blocks the subject pixels depend on (spec/jpeg_subject.md §3).
+"""Which coefficient blocks the subject pixels depend on (spec/FORMAT.md §6.4.3).
 
 A component with upsampling ratio (rh, rv) = (hmax / h, vmax / v) gives output pixel
 (x, y) from the samples
