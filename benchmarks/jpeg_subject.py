@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from peterpan_format.jpeg import decode_jpeg_subject, encode_jpeg_subject, jpeg_pixels, subject_box
+from peterpan_format.jpeg import decode_jpeg_subject, encode_jpeg_subject, jpeg_pixels
+from peterpan_format.subject import box_of
 
 DATA = Path("/work/shared/data/segmentation")
 CONTAINER_BYTES = 80  # signature, HEAD, chunk headers and CRCs, DONE
@@ -106,7 +107,7 @@ def main() -> None:
         except ValueError as exc:
             refused.append((path.name, str(exc)))
             continue
-        x0, y0, w, h = subject_box(mask)
+        x0, y0, w, h = box_of(mask)
         sel = mask[y0 : y0 + h, x0 : x0 + w]
         for coder, t_name in (("arith", "a"), ("brotli", "b")):
             got, dt = timed(decode_jpeg_subject, payloads[coder], mask)

@@ -92,6 +92,16 @@ def test_info_json_schema(photos):
     assert ppan("info", photos / "masks" / "hsd-232.png").returncode == 1
 
 
+def test_jpeg_inputs_keep_their_coefficients_unless_told(photos):
+    args = [photos / "in" / "hsd-232.jpg", "--mask", photos / "masks" / "hsd-232.png"]
+    ppan("encode", *args, "-o", photos / "kept")
+    ppan("encode", *args, "-o", photos / "pixels", "--subject-coding", "cm")
+    kept = json.loads(ppan("info", "--json", photos / "kept" / "hsd-232.ppan").stdout)
+    pixels = json.loads(ppan("info", "--json", photos / "pixels" / "hsd-232.ppan").stdout)
+    assert (kept["subject"]["coding"], pixels["subject"]["coding"]) == ("jpeg", "cm")
+    assert kept["file_bytes"] < pixels["file_bytes"]
+
+
 def test_decode_to_png(photos):
     ppan("encode", photos / "in", "-o", photos / "out", "--masks", photos / "masks")
     result = ppan("decode", photos / "out", "-o", photos / "png")

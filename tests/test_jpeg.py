@@ -19,13 +19,13 @@ from peterpan_format.jpeg import (
     encode_jpeg_subject,
     jpeg_pixels,
     read_jpeg,
-    subject_box,
 )
 from peterpan_format.jpeg import payload as jpayload
 from peterpan_format.jpeg.parser import layout
 from peterpan_format.jpeg.pixels import render
 from peterpan_format.jpeg.select import kept_blocks
 from peterpan_format.jpeg.writer import forward_dct, write_jpeg
+from peterpan_format.subject import box_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "segmentation"
 PHOTO_IDS = ["ccp_0741", "hsd-232", "cat_group0421_jpeg", "camvid_0016E5_05460"]
@@ -164,7 +164,7 @@ def test_shared_photos(photo_id):
         payload = encode_jpeg_subject(data, mask, coder=coder)
         assert payload[0] == jpayload.CODERS[coder]
         got = decode_jpeg_subject(payload, mask)
-        x0, y0, w, h = subject_box(mask)
+        x0, y0, w, h = box_of(mask)
         sel = mask[y0 : y0 + h, x0 : x0 + w]
         assert np.array_equal(got[sel], ref[y0 : y0 + h, x0 : x0 + w][sel])
         assert len(payload) < len(data)
@@ -216,7 +216,7 @@ def test_subject_round_trip(kind, params):
         for coder in ("brotli", "arith"):
             payload = encode_jpeg_subject(data, mask, coder=coder, verify=False)
             got = decode_jpeg_subject(payload, mask)
-            x0, y0, w, h = subject_box(mask)
+            x0, y0, w, h = box_of(mask)
             assert got.shape == (h, w, ref.shape[2])
             sel = mask[y0 : y0 + h, x0 : x0 + w]
             assert np.array_equal(got[sel], ref[y0 : y0 + h, x0 : x0 + w][sel])
@@ -362,7 +362,7 @@ def decodes_or_oserror(payload, mask):
         out = decode_jpeg_subject(payload, mask)
     except OSError:
         return False
-    x0, y0, w, h = subject_box(mask)
+    x0, y0, w, h = box_of(mask)
     assert out.shape[:2] == (h, w)
     return True
 

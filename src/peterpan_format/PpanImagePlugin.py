@@ -130,7 +130,23 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     mask = resolve_mask(image, params.get("mask"), params.get("segmenter"))
     chunks = metadata.pack({key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")})
     pixels = np.asarray(image).reshape(image.height, image.width, -1)
-    fp.write(codec.encode(pixels, mask, image.mode, options, chunks))
+    jpeg = _jpeg_source(im, params) if options.coding in ("auto", "jpeg") else None
+    fp.write(codec.encode(pixels, mask, image.mode, options, chunks, jpeg))
+
+
+def _jpeg_source(im: Image.Image, params: dict) -> bytes | None:
+    """The JPEG file the image was decoded from, if at hand: ``jpeg_source=`` (bytes) or
+    the file of an image opened from a JPEG. The encoder checks that it reproduces the
+    pixels being saved, so a stale or edited source is never trusted."""
+    if params.get("jpeg_source") is not None:
+        return bytes(params["jpeg_source"])
+    if im.format not in ("JPEG", "MPO") or not getattr(im, "filename", None):
+        return None
+    try:
+        with open(im.filename, "rb") as source:
+            return source.read()
+    except OSError:
+        return None
 
 
 def _savable(im: Image.Image) -> Image.Image:

@@ -7,9 +7,11 @@ Python program that imports Pillow (a start-up hook; set ``PPAN_NO_AUTOLOAD=1`` 
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from PIL import Image
 
@@ -18,7 +20,7 @@ from .PpanImagePlugin import register
 from .options import EncodeOptions
 
 __version__ = "0.1.0"
-__all__ = ["EncodeOptions", "register", "save", "__version__"]
+__all__ = ["EncodeOptions", "from_jpeg", "register", "save", "__version__"]
 
 
 def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **params) -> None:
@@ -35,3 +37,29 @@ def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **pa
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+
+
+def from_jpeg(source: str | os.PathLike | bytes | IO[bytes], mask=None, **options) -> bytes:
+    """A .ppan file (bytes) made from a JPEG file (a path, its bytes or a binary file object).
+
+    The subject keeps the JPEG's own quantised DCT coefficients (SUBJ coding 4), so it
+    decodes exactly as Pillow decodes the JPEG, for a fraction of the bytes of lossless
+    pixels. Where the JPEG cannot be kept (spec/FORMAT.md §6.4.7) the subject pixels are
+    coded losslessly instead; ``subject="jpeg"`` makes that an error. ``mask`` and
+    ``options`` are those of ``Image.save``; without a mask the segmenter finds the
+    subject. EXIF, ICC and XMP are kept; the mask is in the JPEG's stored orientation.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read()
+    else:
+        data = Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format not in ("JPEG", "MPO"):
+            raise ValueError(f"from_jpeg needs a JPEG file, not {image.format}")
+        if image.mode not in ("L", "RGB"):  # CMYK: its pixels are coded, as RGB
+            image = image.convert("RGB")
+        out = io.BytesIO()
+        image.save(out, format="PPAN", mask=mask, jpeg_source=data, **options)
+    return out.getvalue()

@@ -68,6 +68,9 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background-scale", type=int, metavar="N")
     parser.add_argument("--background-quality", type=int, metavar="Q")
     parser.add_argument("--subject", metavar="MODE", help="subject quality mode (default lossless)")
+    parser.add_argument("--subject-coding", metavar="CODING",
+                        help="auto (default: a JPEG input keeps its own DCT coefficients, other inputs "
+                             "use cm), or one of cm, webp, med, jpeg; cm codes a JPEG's pixels instead")
     parser.add_argument("--feather", type=int, metavar="PX")
 
 
@@ -78,7 +81,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _save_params(args: argparse.Namespace) -> dict:
-    names = ("background_scale", "background_quality", "subject", "feather", "segmenter")
+    names = ("background_scale", "background_quality", "subject", "subject_coding", "feather", "segmenter")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

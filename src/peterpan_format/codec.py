@@ -29,8 +29,11 @@ WEBP_LOSSY_METHOD = 6
 
 
 def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptions,
-           metadata: dict[bytes, bytes] | None = None) -> bytes:
-    """A whole .ppan file for ``pixels`` (H, W, C) whose subject is where ``mask`` (H, W) is set."""
+           metadata: dict[bytes, bytes] | None = None, jpeg: bytes | None = None) -> bytes:
+    """A whole .ppan file for ``pixels`` (H, W, C) whose subject is where ``mask`` (H, W) is set.
+
+    ``jpeg``: the JPEG file ``pixels`` were decoded from, if any (for SUBJ coding 4).
+    """
     height, width = mask.shape
     if max(width, height) > MAX_DIMENSION:
         raise ValueError(f"PPAN images are at most {MAX_DIMENSION} px a side, not {width}x{height}")
@@ -40,7 +43,7 @@ def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptio
     layers = {
         BGND: encode_background(pixels, mask, header, options.background_quality),
         MASK: encode_mask_layer(mask),
-        SUBJ: subject.encode(pixels, mask, options.subject_coding),
+        SUBJ: subject.encode(pixels, mask, options.coding, jpeg),
     }
     return pack_file(header, layers, metadata or {})
 

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from .container import MAX_FEATHER, MAX_SCALE
 
-SUBJECT_MODES = ("lossless",)
-SUBJECT_CODINGS = ("auto", "webp", "med", "cm")
+SUBJECT_MODES = ("lossless", "jpeg")
+SUBJECT_CODINGS = ("auto", "webp", "med", "cm", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,13 @@ class EncodeOptions:
     background_scale: the background is stored at 1/scale of the size (1-8).
     background_quality: WebP quality of the background (0-100).
     feather: radius in pixels of the blend outside the subject (0-32).
-    subject: "lossless" keeps every subject pixel bit-exact.
-    subject_coding: "auto" (the context-modelling coder "cm", the smallest on every photo
-        measured), or force one: "cm", "webp" (WebP lossless), "med" (MED + Brotli).
+    subject: "lossless" keeps every subject pixel bit-exact; "jpeg" too, by keeping the
+        quantised DCT coefficients of the JPEG file the image was opened from (an error if
+        that JPEG is not at hand or cannot be kept).
+    subject_coding: "auto" (the JPEG's coefficients when the image came from a JPEG file
+        that reproduces it, else the context-modelling coder "cm", the smallest pixel coding
+        on every photo measured), or force one: "cm", "webp" (WebP lossless), "med"
+        (MED + Brotli), "jpeg".
     """
 
     background_scale: int = 4
@@ -35,6 +39,13 @@ class EncodeOptions:
         _check_int("feather", self.feather, 0, MAX_FEATHER)
         _check_choice("subject", self.subject, SUBJECT_MODES)
         _check_choice("subject_coding", self.subject_coding, SUBJECT_CODINGS)
+        if self.subject == "jpeg" and self.subject_coding not in ("auto", "jpeg"):
+            raise ValueError(f"subject='jpeg' cannot use subject_coding={self.subject_coding!r}")
+
+    @property
+    def coding(self) -> str:
+        """The subject coding to use, or "auto"."""
+        return "jpeg" if self.subject == "jpeg" else self.subject_coding
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> EncodeOptions:

@@ -1,4 +1,4 @@
-"""The SUBJ layer: lossless codings of the subject pixels (spec/FORMAT.md §6)."""
+"""The SUBJ layer: codings of the subject pixels (spec/FORMAT.md §6)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from ._kernels.entropy import CM_ERRORS, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
 from .streams import brotli_decompress, decode_embedded_webp
 
-NONE, WEBP, MED, CM = 0, 1, 2, 3
-CODINGS = {"webp": WEBP, "med": MED, "cm": CM}
-#: what "auto" tries, in order (ties keep the first). Coding 3 was the smallest on every one
-#: of 40 shared photos and is ~10x faster to encode than WebP lossless or MED + Brotli q11
-#: (benchmarks/subject_codings.py), so it alone is tried.
-AUTO = (CM,)
+NONE, WEBP, MED, CM, JPEG = 0, 1, 2, 3, 4
+CODINGS = {"webp": WEBP, "med": MED, "cm": CM, "jpeg": JPEG}
+#: what "auto" tries, in order (ties keep the first). Coding 3 was the smallest pixel coding
+#: on every one of 40 shared photos and is ~10x faster to encode than WebP lossless or
+#: MED + Brotli q11 (benchmarks/subject_codings.py), so it alone of those is tried; coding 4
+#: is tried too when the pixels came from a JPEG file that is at hand.
+AUTO = (JPEG, CM)
 _PREFIX = struct.Struct(">BIIII")
 
 WEBP_LOSSLESS = {"lossless": True, "quality": 100, "method": 4, "exact": True}
@@ -41,8 +42,13 @@ def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return array[y0 : y0 + h, x0 : x0 + w]
 
 
-def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto") -> bytes:
-    """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1."""
+def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: bytes | None = None) -> bytes:
+    """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1.
+
+    ``jpeg``: the JPEG file that ``pixels`` were decoded from, for coding 4. "auto" uses it
+    when its coefficients reproduce ``pixels`` at every subject pixel; coding="jpeg" needs
+    that and raises ValueError otherwise.
+    """
     box = box_of(mask)
     if box[2] == 0:
         return _PREFIX.pack(NONE, 0, 0, 0, 0)
@@ -51,10 +57,30 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto") -> bytes:
     fits_webp = max(box[2], box[3]) <= WEBP_MAX_SIDE
     if coding == "webp" and not fits_webp:
         raise ValueError(f"subject_coding='webp' needs a subject box of at most {WEBP_MAX_SIDE} px a side")
+    candidates = []
+    if coding in ("auto", "jpeg"):
+        kept = _encode_jpeg(jpeg, pixels, mask, required=coding == "jpeg")
+        candidates += [(JPEG, kept)] if kept is not None else []
     wanted = [CODINGS[coding]] if coding != "auto" else [c for c in AUTO if c != WEBP or fits_webp]
-    candidates = [(c, _ENCODERS[c](crop, crop_mask)) for c in wanted]
+    candidates += [(c, _ENCODERS[c](crop, crop_mask)) for c in wanted if c != JPEG]
     best, data = min(candidates, key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
+
+
+def _encode_jpeg(jpeg: bytes | None, pixels: np.ndarray, mask: np.ndarray, required: bool) -> bytes | None:
+    """Coding 4's payload, or None where the JPEG cannot be kept and ``required`` is false."""
+    if jpeg is None:
+        if required:
+            raise ValueError("subject='jpeg' needs an image opened from a JPEG file, or the JPEG's bytes")
+        return None
+    from .jpeg import encode_jpeg_subject
+
+    try:
+        return encode_jpeg_subject(jpeg, mask, pixels=pixels)
+    except ValueError as exc:
+        if required:
+            raise ValueError(f"cannot keep the JPEG's coefficients: {exc}") from exc
+        return None
 
 
 def _encode_webp(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
@@ -99,6 +125,8 @@ def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.n
         return box, _decode_med(data, crop_mask, channels)
     if coding == CM:
         return box, _decode_cm(data, crop_mask, channels)
+    if coding == JPEG:
+        return box, _decode_jpeg(data, mask, channels)
     raise OSError(f"unknown PPAN SUBJ coding {coding}")
 
 
@@ -125,4 +153,13 @@ def _decode_cm(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
     values, status = cm_decode(data, crop_mask, channels)
     if status:
         raise OSError(f"PPAN SUBJ coding 3: {CM_ERRORS[status]}")
+    return values
+
+
+def _decode_jpeg(data: bytes, mask: np.ndarray, channels: int) -> np.ndarray:
+    from .jpeg import decode_jpeg_subject
+
+    values = decode_jpeg_subject(data, mask)
+    if values.shape[2] != channels:
+        raise OSError(f"PPAN SUBJ coding 4 has {values.shape[2]} components for a {channels}-channel image")
     return values

@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import payload as _payload
 from .parser import JpegImage, read_jpeg
+from ..subject import box_of
 from .pixels import render
 
 
@@ -34,17 +35,8 @@ def jpeg_pixels(data: bytes) -> np.ndarray:
     return render(img.components, img.colour, img.qtables, blocks, (0, 0, img.width, img.height))
 
 
-def subject_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Smallest (x0, y0, width, height) holding every nonzero of ``mask``; zeros if none."""
-    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
-    if rows.size == 0:
-        return 0, 0, 0, 0
-    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
-
-
 def _box_pixels(comps, colour, qtables, blocks, mask) -> np.ndarray:
-    x0, y0, w, h = box = subject_box(mask)
+    x0, y0, w, h = box = box_of(mask)
     if w == 0:
         return np.zeros((0, 0, len(comps)), np.uint8)
     return render(comps, colour, qtables, blocks, box, np.asarray(mask)[y0 : y0 + h, x0 : x0 + w])
@@ -82,7 +74,7 @@ def encode_jpeg_subject(
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         got = decode_jpeg_subject(data, mask)
-        x0, y0, w, h = subject_box(mask)
+        x0, y0, w, h = box_of(mask)
         sel = mask[y0 : y0 + h, x0 : x0 + w] != 0
         ref = pixels[y0 : y0 + h, x0 : x0 + w]
         if ref.shape != got.shape or not np.array_equal(got[sel], ref[sel]):
@@ -107,5 +99,4 @@ __all__ = [
     "jpeg_pixels",
     "encode_jpeg_subject",
     "decode_jpeg_subject",
-    "subject_box",
 ]
