@@ -353,11 +353,23 @@ def image_of(pixels: np.ndarray):
 
 
 def encode_file(width, height, channels, mask_kind="ellipse", seed=0, **params) -> bytes:
-    """A valid .ppan file of a synthetic image (via the Pillow plugin)."""
+    """A valid .ppan file of a synthetic image (via the Pillow plugin).
+
+    With subject_coding="jpeg" the image is first saved as a JPEG and decoded, so that
+    SUBJ coding 4 can keep its coefficients (an RGBA image uses "auto" instead).
+    """
     import peterpan_format  # noqa: F401  (registers the plugin)
+    from PIL import Image
 
     out = io.BytesIO()
     image = image_of(synthetic_pixels(width, height, channels, seed))
+    if params.get("subject_coding") == "jpeg" and channels == 4:
+        params["subject_coding"] = "auto"
+    elif params.get("subject_coding") == "jpeg":
+        jpeg = io.BytesIO()
+        image.save(jpeg, "JPEG", quality=80)
+        params["jpeg_source"] = jpeg.getvalue()
+        image = Image.open(jpeg)
     image.save(out, format="PPAN", mask=synthetic_mask(width, height, mask_kind), **params)
     return out.getvalue()
 
