@@ -67,11 +67,17 @@ def mask(width=WIDTH, height=HEIGHT) -> np.ndarray:
 
 
 def encode(coding="med", mask_array=None, **params) -> list[tuple[bytes, bytes]]:
-    """The chunks of a valid RGB file (8 x 6, scale 2, feather 1)."""
+    """The chunks of a valid RGB file (8 x 6, scale 2, feather 1); coding "jpeg" codes the
+    subject as the coefficients of a JPEG of the same pixels (SUBJ coding 4)."""
     out = io.BytesIO()
-    Image.fromarray(pixels()).save(out, format="PPAN", mask=mask() if mask_array is None else mask_array,
-                                   background_scale=SCALE, feather=1, background_quality=10,
-                                   subject_coding=coding, **params)
+    image = Image.fromarray(pixels())
+    if coding == "jpeg":
+        jpeg = io.BytesIO()
+        image.save(jpeg, "JPEG", quality=80)
+        image = Image.open(jpeg)
+        params["jpeg_source"] = jpeg.getvalue()
+    image.save(out, format="PPAN", mask=mask() if mask_array is None else mask_array,
+               background_scale=SCALE, feather=1, background_quality=10, subject_coding=coding, **params)
     data, chunks, pos = out.getvalue(), [], 8
     while pos < len(data):
         n = int.from_bytes(data[pos : pos + 4], "big")
@@ -142,6 +148,8 @@ def malformed():
     base = encode()
     webp_base = encode("webp")
     cm_base = encode("cm")
+    jpeg_base = encode("jpeg")  # coder 2 (the smaller here)
+    jpeg_subj = layer(jpeg_base, b"SUBJ")
     bg = layer(base, b"BGND")
     bw, bh = WIDTH // SCALE, HEIGHT // SCALE
     big = 60000
@@ -286,6 +294,25 @@ def malformed():
          "ends before the last value", "§6.3 a payload that ends before the last residual"),
         ("subject-cm-trailing-bytes", build(replace(cm_base, b"SUBJ", layer(cm_base, b"SUBJ") + b"\0")), "load",
          "OSError", "left over", "§6.3 no bytes left over after the last residual"),
+        ("subject-jpeg-unknown-coder", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x03" + jpeg_subj[18:])),
+         "load", "OSError", "coder 3", "§6.4.1 coder 1 or 2"),
+        ("subject-jpeg-wrong-width", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:18] + b"\x00\x09" + jpeg_subj[20:])),
+         "load", "OSError", "9x6, the mask 8x6", "§6.4.1 width is the mask's"),
+        ("subject-jpeg-two-components", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:23] + b"\x02" + jpeg_subj[24:])),
+         "load", "OSError", "component count", "§6.4.1 n is 1 or 3"),
+        ("subject-jpeg-sampling-5", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:24] + b"\x51" + jpeg_subj[25:])),
+         "load", "OSError", "sampling factor", "§6.4.1 sampling factors 1-4"),
+        ("subject-jpeg-table-kind", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:31] + b"\x09" + jpeg_subj[32:])),
+         "load", "OSError", "table kind 9", "§6.4.1 table kinds 0-3"),
+        ("subject-jpeg-quality-0", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:32] + b"\x00" + jpeg_subj[33:])),
+         "load", "OSError", "quality out of range", "§6.4.1 quality 1-100"),
+        ("subject-jpeg-truncated", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:-2])), "load", "OSError",
+         "ends early", "§6.4.5.1 the stream must end exactly"),
+        ("subject-jpeg-trailing-bytes", build(replace(jpeg_base, b"SUBJ", jpeg_subj + b"\0")), "load", "OSError",
+         "coefficients", "§6.4.5.1 no bytes left after the last decision"),
+        ("subject-jpeg-brotli-short", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x01" + jpeg_subj[18:35]
+                                                    + brotli.compress(b"\0" * 100))),
+         "load", "OSError", "too short", "§6.4.4 S is 64N + 2E bytes"),
         # files that decode: what is malformed is skipped or ignored
         ("brotli-bomb-metadata", build(base[:1] + [(b"iccp", b"\x01" + brotli.compress(b"\0" * (17 << 20), quality=5))]
                                        + base[1:]), "none", "", "icc_profile",
