@@ -1,7 +1,8 @@
 """Encode sample photos with the embedded default segmenter and show the result.
 
-For each photo: finds the subject, saves .ppan, checks the subject decodes bit-exact,
-prints the sizes against JPEG and WebP of the same pixels, and writes a side-by-side
+For each photo: finds the subject, saves .ppan (a JPEG keeps its subject's own DCT
+coefficients), checks the subject decodes bit-exact, prints the sizes against the source
+file and JPEG and WebP of the same pixels, and writes a side-by-side
 PNG (original | .ppan decoded | subject mask) to out/demo/.
 
     python examples/demo.py [PHOTO ...]
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 import peterpan_format
+from peterpan_format.describe import describe
 from peterpan_format.segment import load_segmenter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "segmentation" / "images"
@@ -43,25 +45,30 @@ def main(paths: list[str]) -> None:
     photos = [Path(p) for p in paths] or [DATA / f"{name}.jpg" for name in SAMPLES]
     OUT.mkdir(parents=True, exist_ok=True)
     segmenter = load_segmenter()
-    print(f"{'photo':28} {'subject':>7} {'ppan':>8} {'/jpeg85':>8} {'/webp80':>8} {'/webpLL':>8} {'ms':>6}")
+    print(f"{'photo':28} {'subject':>7} {'coding':>6} {'ppan':>8} {'/source':>8} {'/jpeg85':>8} "
+          f"{'/webp80':>8} {'/webpLL':>8} {'ms':>6}")
     for path in photos:
-        image = Image.open(path).convert("RGB")
-        start = time.perf_counter()
-        mask = segmenter(image)
-        target = OUT / f"{path.stem}.ppan"
-        peterpan_format.save(image, target, mask=mask)
-        elapsed = (time.perf_counter() - start) * 1000
+        with Image.open(path) as image:  # a JPEG opened from its file keeps its own coefficients
+            image.load()
+            start = time.perf_counter()
+            mask = segmenter(image)
+            target = OUT / f"{path.stem}.ppan"
+            peterpan_format.save(image, target, mask=mask)
+            elapsed = (time.perf_counter() - start) * 1000
+            image = image.convert("RGB")
         with Image.open(target) as decoded:
             decoded.load()
             subject = np.asarray(mask) > 0
             assert np.array_equal(np.asarray(decoded)[subject], np.asarray(image)[subject]), "subject changed"
             side_by_side(image, decoded, mask).save(OUT / f"{path.stem}.png")
         size = target.stat().st_size
-        print(f"{path.stem:28} {subject.mean():7.1%} {size:8d} "
+        coding = describe(target)["subject"]["coding"]
+        print(f"{path.stem:28} {subject.mean():7.1%} {coding:>6} {size:8d} {size / path.stat().st_size:8.2f} "
               f"{size / size_as(image, 'JPEG', quality=85, optimize=True):8.2f} "
               f"{size / size_as(image, 'WEBP', quality=80):8.2f} "
               f"{size / size_as(image, 'WEBP', lossless=True):8.2f} {elapsed:6.0f}")
-    print(f"\nsubjects decode bit-exact; side-by-side views in {OUT}/")
+    print(f"\nsubjects decode bit-exact (coding jpeg: exactly as Pillow decodes the source JPEG); "
+          f"side-by-side views in {OUT}/")
 
 
 if __name__ == "__main__":
