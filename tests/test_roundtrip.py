@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import as_array, decode, encode, photo, synthetic
+from peterpan_format import metadata
 
 
 def assert_subject_exact(original: Image.Image, decoded: Image.Image, mask: np.ndarray):
@@ -155,6 +156,21 @@ def test_metadata_round_trip():
         assert im.info["icc_profile"] == icc
         assert im.info["xmp"] == b"<x:xmpmeta/>"
         assert im.getexif()[0x010F] == "Peter Pan Cameras"
+
+
+def test_subject_classes_round_trip_and_malformed_skipped():
+    image, mask = synthetic("RGB")
+    classes = {"person": 1200, "chat noir \u00e9": 7}
+    data = encode(image, mask=mask, subject_classes=classes)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["subject_classes"] == classes and list(im.info["subject_classes"]) == list(classes)
+    with Image.open(io.BytesIO(encode(image, mask=mask))) as im:
+        assert "subject_classes" not in im.info  # a given mask has no classes
+    for bad in (b"\0\0\0\1\0", b"\0\0\0\1\5abc", b"\0\0\0\1\1\xff", b"\0\0\0\1\1a\0\0\0\2\1a"):
+        with pytest.warns(UserWarning, match="clas"):
+            assert "subject_classes" not in metadata.unpack({b"clas": b"\0" + bad})
+    with pytest.raises(ValueError, match="subject class"):
+        encode(image, mask=mask, subject_classes={"": 3})
 
 
 def test_metadata_inherited_from_source_image():

@@ -268,3 +268,5 @@ def test_save_without_mask_keeps_the_found_subject_exact(tmp_path):
         pixels = np.asarray(decoded)
     np.testing.assert_array_equal(pixels[found], np.asarray(image)[found])
     assert not np.array_equal(pixels[~found], np.asarray(image)[~found])  # the background is lossy
+    classes = decoded.info["subject_classes"]  # the segmenter's classes are stored (clas chunk)
+    assert next(iter(classes)) == "person" and 0 < sum(classes.values()) <= found.sum()

@@ -127,8 +127,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     params = im.encoderinfo
     options = EncodeOptions.from_mapping(params)
     image = _savable(im)
-    mask = resolve_mask(image, params.get("mask"), params.get("segmenter"))
-    chunks = metadata.pack({key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")})
+    mask, classes = resolve_mask(image, params.get("mask"), params.get("segmenter"))
+    meta = {key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")}
+    chunks = metadata.pack(meta | {"subject_classes": params.get("subject_classes", classes)})
     pixels = np.asarray(image).reshape(image.height, image.width, -1)
     jpeg = _jpeg_source(im, params) if options.coding in ("auto", "jpeg") else None
     fp.write(codec.encode(pixels, mask, image.mode, options, chunks, jpeg))

@@ -192,6 +192,8 @@ def _print_info(info: dict) -> None:
           f"{info['file_bytes']} bytes ({info['bits_per_pixel']} bits/pixel)")
     print(f"  subject     {subject['area']:.1%} of the image, box {subject['box']}, "
           f"{subject['coding']}, {subject['bytes']} bytes")
+    if subject["classes"]:
+        print("  classes     " + ", ".join(f"{name} {n} px" for name, n in subject["classes"].items()))
     print(f"  background  1/{info['background_scale']} = {info['background']['size'][0]}x"
           f"{info['background']['size'][1]}, webp, {info['background']['bytes']} bytes; "
           f"feather {info['feather']} px")
@@ -211,7 +213,7 @@ def _compare(args: argparse.Namespace) -> int:
         image.load()
     params = _save_params(args)
     mask_image = Image.open(args.mask) if args.mask else None
-    mask = resolve_mask(image, mask_image, params.pop("segmenter", None)) != 0
+    mask = resolve_mask(image, mask_image, params.pop("segmenter", None))[0] != 0
     sheet, numbers = compare(image, np.asarray(mask), **params)
     output = Path(args.output or f"{args.file}.compare.png")
     sheet.save(output)

@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from . import container, subject
+from . import container, metadata, subject
 from .container import BGND, MASK, SUBJ
 
 SUBJECT_CODINGS = {number: name for name, number in subject.CODINGS.items()} | {subject.NONE: "none"}
@@ -49,6 +49,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
             "box": box,
             "coding": SUBJECT_CODINGS.get(coding, f"unknown ({coding})"),
             "bytes": len(layers[SUBJ]),
+            "classes": metadata.unpack({t: v for t, v in collector.metadata.items() if t == b"clas"})
+            .get("subject_classes", {}),
         },
         "background": {"size": list(header.background_size), "coding": "webp", "bytes": len(layers[BGND])},
         "mask": {"coding": "row-runs-brotli", "bytes": len(layers[MASK])},

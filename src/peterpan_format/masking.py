@@ -11,15 +11,17 @@ from PIL import Image
 INSTALL_HINT = 'pip install "peterpan-format[segment]"'
 
 
-def resolve_mask(image: Image.Image, mask: Any = None, segmenter: Any = None) -> np.ndarray:
-    """A (H, W) uint8 array, 1 for subject pixels, from ``mask`` or else from ``segmenter``.
+def resolve_mask(image: Image.Image, mask: Any = None, segmenter: Any = None) -> tuple[np.ndarray, dict | None]:
+    """(mask, classes): a (H, W) uint8 array, 1 for subject pixels, from ``mask`` or else from
+    ``segmenter``, and {class name: subject pixels} when a segmenter that knows classes ran.
 
     ``mask`` is a PIL image (mode 1, L or P; non-zero = subject) or a 2-D NumPy bool/integer
     array of the image's size. Without a mask the segmenter (default: the embedded model)
     finds the subject.
     """
+    classes = None
     if mask is None:
-        mask = _segment(image, segmenter)
+        mask, classes = _segment(image, segmenter)
     if isinstance(mask, Image.Image):
         if mask.mode not in ("1", "L", "P"):
             raise ValueError(f"mask must be a mode 1, L or P image, not {mask.mode}")
@@ -31,13 +33,25 @@ def resolve_mask(image: Image.Image, mask: Any = None, segmenter: Any = None) ->
         raise ValueError(f"mask must be a 2-D bool or integer array, got {mask.dtype} {mask.shape}")
     if mask.shape != (image.height, image.width):
         raise ValueError(f"mask shape {mask.shape} does not match the image's (height, width) {(image.height, image.width)}")
-    return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    return np.ascontiguousarray(mask != 0, dtype=np.uint8), classes
 
 
-def _segment(image: Image.Image, segmenter: Any) -> Image.Image:
+def _segment(image: Image.Image, segmenter: Any) -> tuple[Image.Image, dict | None]:
     if not callable(segmenter):
         segmenter = _load_segmenter(None if segmenter is None else str(segmenter))
-    return segmenter(image)
+    if not hasattr(segmenter, "segment"):
+        return segmenter(image), None
+    found = segmenter.segment(image)
+    return found.mask, _class_pixels(found)
+
+
+def _class_pixels(found) -> dict[str, int] | None:
+    """{class name: subject pixels of that class}, largest first; None if classes are unknown."""
+    if found.class_map is None:
+        return None
+    ids, counts = np.unique(np.asarray(found.class_map)[np.asarray(found.mask) != 0], return_counts=True)
+    pairs = sorted(((int(n), found.class_names.get(int(i), f"class {i}")) for i, n in zip(ids, counts) if i), reverse=True)
+    return {name: n for n, name in pairs} or None
 
 
 @functools.lru_cache(maxsize=4)

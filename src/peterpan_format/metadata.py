@@ -1,7 +1,8 @@
-"""Metadata chunks <-> Pillow ``info``: EXIF, ICC profile and XMP (spec/FORMAT.md §9)."""
+"""Metadata chunks <-> Pillow ``info``: EXIF, ICC profile, XMP and subject classes (spec/FORMAT.md §9)."""
 
 from __future__ import annotations
 
+import struct
 import warnings
 from typing import Any, Mapping
 
@@ -13,7 +14,9 @@ from .streams import brotli_decompress
 EXIF_PREFIX = b"Exif\x00\x00"
 MAX_VALUE = 16 << 20
 STORED, BROTLI = 0, 1
-_KEYS = {b"exif": "exif", b"iccp": "icc_profile", b"xmpd": "xmp"}
+_KEYS = {b"exif": "exif", b"iccp": "icc_profile", b"xmpd": "xmp", b"clas": "subject_classes"}
+_CLASS_PIXELS = struct.Struct(">I")
+MAX_CLASSES = 255
 
 
 def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
@@ -23,6 +26,8 @@ def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
         value = params.get(key)
         if isinstance(value, Image.Exif):
             value = value.tobytes()
+        if key == "subject_classes" and value:
+            value = pack_classes(value)
         if isinstance(value, str):
             value = value.encode("utf-8")
         if not value:
@@ -47,8 +52,41 @@ def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, bytes]:
         except OSError as exc:
             warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk: {exc}")
             continue
+        if key == "subject_classes":
+            try:
+                value = unpack_classes(value)
+            except ValueError as exc:
+                warnings.warn(f"skipping PPAN clas chunk: {exc}")
+                continue
         info[key] = EXIF_PREFIX + value if key == "exif" else value
     return info
+
+
+def pack_classes(classes: Mapping[str, int]) -> bytes:
+    """The ``clas`` value of {class name: subject pixels}, in the mapping's order."""
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(f"subject_classes has {len(classes)} classes; PPAN allows at most {MAX_CLASSES}")
+    out = b""
+    for name, pixels in classes.items():
+        raw = str(name).encode("utf-8")
+        if not 1 <= len(raw) <= 255 or not 0 <= int(pixels) < 1 << 32:
+            raise ValueError(f"subject class {name!r}: a name of 1-255 UTF-8 bytes and 0 <= pixels < 2**32")
+        out += _CLASS_PIXELS.pack(int(pixels)) + bytes([len(raw)]) + raw
+    return out
+
+
+def unpack_classes(value: bytes) -> dict[str, int]:
+    """{class name: subject pixels} from a ``clas`` value (ValueError if malformed)."""
+    classes, pos = {}, 0
+    while pos < len(value):
+        if pos + 5 > len(value) or pos + 5 + value[pos + 4] > len(value) or value[pos + 4] == 0:
+            raise ValueError("class entry cut off or with an empty name")
+        name = value[pos + 5 : pos + 5 + value[pos + 4]].decode("utf-8")  # UnicodeDecodeError is a ValueError
+        if name in classes or len(classes) == MAX_CLASSES:
+            raise ValueError(f"repeated class {name!r} or more than {MAX_CLASSES} classes")
+        classes[name] = _CLASS_PIXELS.unpack_from(value, pos)[0]
+        pos += 5 + value[pos + 4]
+    return classes
 
 
 def _unpack_value(payload: bytes) -> bytes:

@@ -319,6 +319,8 @@ def malformed():
          "§9, §10 metadata value at most 16 MiB: skipped"),
         ("metadata-unknown-method", build(base[:1] + [(b"xmpd", b"\x07<x/>")] + base[1:]), "none", "", "xmp",
          "§9 method 0 or 1: skipped"),
+        ("clas-entry-cut-off", build(base[:1] + [(b"clas", b"\x00\x00\x00\x00\x09\x05per")] + base[1:]), "none", "",
+         "subject_classes", "§9 a malformed clas value is skipped"),
         ("unknown-ancillary-chunk", build(base[:2] + [(b"qxyz", b"whatever")] + base[2:]), "none", "", "",
          "§2.1 unknown ancillary chunks are skipped"),
         ("bytes-after-done", build(base, b"\0garbage after DONE"), "none", "", "", "§2 bytes after DONE are ignored"),
