@@ -9,6 +9,7 @@ Public API:
     SpecError       raised for every violation the spec says a decoder rejects
 
 Choices made where the spec is silent or ambiguous are marked "ASSUMPTION".
+SUBJ coding 4 (JPEG coefficients, §6.4) decodes the subject pixels only (§6).
 """
 
 from __future__ import annotations
@@ -225,6 +226,9 @@ def _check_riff(payload: bytes, what: str):
     # ASSUMPTION: "a complete WebP file" = the RIFF size covers the payload exactly.
     if riff_size + 8 != len(payload):
         raise SpecError(f"{what}: RIFF size {riff_size} does not match payload of {len(payload)} bytes")
+    # §4 "one frame, no animation", §10 "no animation flag": the VP8X flags byte, bit 1.
+    if payload[12:16] == b"VP8X" and len(payload) > 20 and payload[20] & 0x02:
+        raise SpecError(f"{what}: the WebP has the animation flag")
 
 
 def _open_webp(payload: bytes, what: str, width: int, height: int):
@@ -385,7 +389,7 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
     c = hd["channels"]
     W, H = hd["width"], hd["height"]
     mbox, n = _mask_box(mask)
-    if coding not in (0, 1, 2, 3):
+    if coding not in (0, 1, 2, 3, 4):
         raise SpecError(f"unknown SUBJ coding {coding}")
     if box != mbox:
         raise SpecError(f"SUBJ box {box} != mask box {mbox}")
@@ -418,6 +422,9 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
                 else:
                     S[y0 + j, x0 + i, :] = arr[j, i, :c]
         return S
+
+    if coding == 4:
+        return _decode_coding4(payload, hd, mask)
 
     if coding == 3:
         planes = _decode_coding3(payload, c, mask[y0 : y0 + bhs, x0 : x0 + bws])
@@ -617,6 +624,877 @@ def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray):
                 Ep[j][i] = e
     rd.finish()
     return V
+
+
+# ---------------------------------------------------------------------------
+# §6.4 Coding 4: JPEG coefficients
+# ---------------------------------------------------------------------------
+#
+# The tables the text lists are parsed from spec/FORMAT.md itself (so that a typo in the
+# spec shows up as a failing self-check) and cross-checked against independent
+# derivations where one exists.  T.81 Tables K.1 / K.2, which §6.4.1 only references,
+# are copied from ITU-T T.81 Annex K (natural, row-major order).
+
+
+def _spec_between(spec_text: str, start: str, end: str) -> str:
+    i = spec_text.index(start)
+    return spec_text[i : spec_text.index(end, i)]
+
+
+def parse_zigzag(spec_text: str) -> list[int]:
+    """`ZIGZAG` of §6.4.1."""
+    sec = _spec_between(spec_text, "#### 6.4.1", "#### 6.4.2")
+    m = re.search(r"ZIGZAG\s*=\s*\[([^\]]*)\]", sec)
+    values = [int(v) for v in re.findall(r"-?\d+", m.group(1))]
+    if sorted(values) != list(range(64)):
+        raise AssertionError("§6.4.1 ZIGZAG is not a permutation of 0…63")
+    return values
+
+
+def compute_zigzag() -> list[int]:
+    """T.81 Figure A.6 by walking the anti-diagonals (independent of the spec's list)."""
+    order = []
+    for s in range(15):  # s = row + column
+        cells = [(r, s - r) for r in range(8) if 0 <= s - r < 8]
+        if s % 2 == 0:  # even diagonals run bottom-left -> top-right (row decreasing)
+            cells.reverse()
+        order += [8 * r + c for r, c in cells]
+    return order
+
+
+def parse_squash_table(spec_text: str) -> list[int]:
+    """`K` of §6.4.5.3."""
+    sec = _spec_between(spec_text, "##### 6.4.5.3", "##### 6.4.5.4")
+    m = re.search(r"\bK\s*=\s*\[([^\]]*)\]", sec)
+    values = [int(v) for v in re.findall(r"-?\d+", m.group(1))]
+    if len(values) != 33:
+        raise AssertionError(f"§6.4.5.3 K has {len(values)} entries, 33 needed (i = 0 … 32)")
+    return values
+
+
+def parse_interior(spec_text: str) -> list[int]:
+    """`INTERIOR` of §6.4.5.5."""
+    sec = _spec_between(spec_text, "##### 6.4.5.5", "#### 6.4.6 ")
+    m = re.search(r"`INTERIOR`[^`]*`([\d\s]+)`", sec)
+    return [int(v) for v in m.group(1).split()]
+
+
+def parse_range_map(spec_text: str, name: str) -> list[int]:
+    """`NZB` / `NRB` of §6.4.5.5: "0→1, 1→2, …, 5–6→6, …" as a list over 0 … 63."""
+    sec = _spec_between(spec_text, "##### 6.4.5.5", "#### 6.4.6 ")
+    start = sec.index(f"`{name}(x)`")
+    end = sec.index("\n- ", start)
+    table = [None] * 64
+    for lo, hi, val in re.findall(r"(\d+)(?:\s*[–-]\s*(\d+))?\s*→\s*(\d+)", sec[start:end]):
+        for x in range(int(lo), int(hi or lo) + 1):
+            if table[x] is not None:
+                raise AssertionError(f"§6.4.5.5 {name}({x}) given twice")
+            table[x] = int(val)
+    if None in table:
+        raise AssertionError(f"§6.4.5.5 {name} does not cover 0 … 63")
+    return table
+
+
+def _product(expr: str) -> int:
+    out = 1
+    for f in expr.split("·"):
+        out *= int(f)
+    return out
+
+
+def parse_regions(spec_text: str):
+    """Context region sizes and weight-set counts of §6.4.5.4, in the table's order."""
+    sec = _spec_between(spec_text, "##### 6.4.5.4", "##### 6.4.5.5")
+    regions = {}
+    table_part = sec[: sec.index("Weight sets:")]
+    rows = [ln.strip() for ln in table_part.splitlines() if ln.strip().startswith("|")]
+    # The table is 3 column-pairs wide; "laid out in this order" is column by column.
+    columns = [[], [], []]
+    for ln in rows:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if cells[0] == "region" or re.fullmatch(r"[-|: ]+", ln):
+            continue  # the header and the separator row
+        for col in range(3):
+            name, size = cells[2 * col], cells[2 * col + 1]
+            if name:
+                columns[col].append((name, _product(size)))
+    for col in columns:
+        for name, size in col:
+            if name in regions:
+                raise AssertionError(f"§6.4.5.4 region {name} listed twice")
+            regions[name] = size
+    wline = sec[sec.index("Weight sets:") :].split("\n\n")[0]
+    weights = {name: _product(size) for name, size in re.findall(r"([A-Z0-9]+) \(([\d·]+)\)", wline)}
+    return regions, weights
+
+
+def parse_idct_constants(spec_text: str) -> dict[str, int]:
+    sec = _spec_between(spec_text, "##### 6.4.6.1", "##### 6.4.6.2")
+    return {name: int(v) for name, v in re.findall(r"\b(F\d{4})\s*=\s*(\d+)", sec)}
+
+
+_SPEC_TEXT = SPEC_PATH.read_text(encoding="utf-8")
+ZIGZAG = parse_zigzag(_SPEC_TEXT)
+assert ZIGZAG == compute_zigzag(), "§6.4.1 ZIGZAG is not T.81 Figure A.6"
+SQUASH_K = parse_squash_table(_SPEC_TEXT)
+INTERIOR = parse_interior(_SPEC_TEXT)
+assert INTERIOR == [z for z in ZIGZAG if z >= 8 and z % 8 >= 1], "§6.4.5.5 INTERIOR"
+BAND = [min(ZIGZAG.index(z) // 5, 9) for z in INTERIOR]  # §6.4.5.5
+NZB = parse_range_map(_SPEC_TEXT, "NZB")
+NRB = parse_range_map(_SPEC_TEXT, "NRB")
+C2_REGIONS, C2_WEIGHT_SETS = parse_regions(_SPEC_TEXT)
+IDCT = parse_idct_constants(_SPEC_TEXT)
+# §6.4.6.1: FIX(x) = round(x · 2^13); the names give x to 3 decimals, the exact values
+# are IJG's (0.298631336, 0.390180644, 0.541196100, ...).
+_IDCT_EXACT = {
+    "F0298": 0.298631336, "F0390": 0.390180644, "F0541": 0.541196100, "F0765": 0.765366865,
+    "F0899": 0.899976223, "F1175": 1.175875602, "F1501": 1.501321110, "F1847": 1.847759065,
+    "F1961": 1.961570560, "F2053": 2.053119869, "F2562": 2.562915447, "F3072": 3.072711026,
+}  # fmt: skip
+assert IDCT == {k: round(v * 8192) for k, v in _IDCT_EXACT.items()}, "§6.4.6.1 FIX constants"
+
+# ITU-T T.81 Annex K, Table K.1 (luminance) and K.2 (chrominance), natural order.
+T81_K1 = [
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+]  # fmt: skip
+T81_K2 = [
+    17, 18, 24, 47, 99, 99, 99, 99,
+    18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99,
+] + [99] * 32  # fmt: skip
+
+
+def ijg_table(kind: int, q: int) -> list[int]:
+    """§6.4.1 kinds 2 and 3: libjpeg's jpeg_quality_scaling with force_baseline."""
+    base = T81_K1 if kind == 2 else T81_K2
+    s = 5000 // q if q < 50 else 200 - 2 * q
+    return [min(max((b * s + 50) // 100, 1), 255) for b in base]
+
+
+class C4Component:
+    """One JPEG component of a coding-4 payload (§6.4.1, §6.4.2)."""
+
+    def __init__(self, h, v, t):
+        self.h, self.v, self.t = h, v, t
+        self.Q = None  # natural order
+        self.dw = self.dh = self.nbx = self.nby = self.rh = self.rv = 0
+        self.stored = []  # (bx, by) in raster order (§6.4.3)
+        self.coef = {}  # (bx, by) -> list of 64 ints, natural order
+        self.samples = {}  # (bx, by) -> 8x8 list of rows of samples (§6.4.6.1)
+
+
+def _parse_coding4_header(payload: bytes, W: int, H: int):
+    """§6.4.1. Returns (coder, transform, components, data)."""
+    pos = 0
+
+    def need(k):
+        if pos + k > len(payload):
+            raise SpecError("SUBJ coding 4: payload shorter than its fields")
+
+    need(7)
+    coder = payload[0]
+    width = _u16(payload, 1)
+    height = _u16(payload, 3)
+    transform = payload[5]
+    n = payload[6]
+    pos = 7
+    if coder not in (1, 2):
+        raise SpecError(f"SUBJ coding 4: unknown coder {coder}")
+    if (width, height) != (W, H):
+        raise SpecError(f"SUBJ coding 4: size {width}x{height} != the mask's {W}x{H}")
+    if n not in (1, 3):
+        raise SpecError(f"SUBJ coding 4: n = {n} components")
+    if transform > 1:
+        raise SpecError(f"SUBJ coding 4: transform {transform}")
+    if transform == 1 and n != 3:
+        raise SpecError("SUBJ coding 4: transform 1 needs 3 components")
+    need(2 * n)
+    comps = []
+    for _i in range(n):
+        hv, t = payload[pos], payload[pos + 1]
+        pos += 2
+        comps.append(C4Component(hv >> 4, hv & 15, t))
+    for c in comps:
+        if not (1 <= c.h <= 4 and 1 <= c.v <= 4):
+            raise SpecError(f"SUBJ coding 4: sampling factor {c.h}x{c.v} outside 1…4")
+    hmax = max(c.h for c in comps)
+    vmax = max(c.v for c in comps)
+    for c in comps:
+        if hmax % c.h or vmax % c.v:
+            raise SpecError("SUBJ coding 4: non-integer sampling ratio")
+    if n == 1 and (comps[0].h, comps[0].v) != (1, 1):
+        raise SpecError("SUBJ coding 4: one component with h or v != 1")
+    need(1)
+    m = payload[pos]
+    pos += 1
+    if m == 0 or m > n:
+        raise SpecError(f"SUBJ coding 4: m = {m} tables for n = {n}")
+    # ASSUMPTION: a table index >= m is checked after the tables are read (the order of
+    # the checks does not change which payloads are rejected).
+    tables = []
+    for _k in range(m):
+        need(1)
+        kind = payload[pos]
+        pos += 1
+        # ASSUMPTION: a table entry 0 is valid (kinds 0 / 1 say 0…255 / 0…65535; §6.4.5.5
+        # uses max(Q[z], 1)); it dequantises to 0.
+        if kind == 0:
+            need(64)
+            zz = list(payload[pos : pos + 64])
+            pos += 64
+        elif kind == 1:
+            need(128)
+            zz = [_u16(payload, pos + 2 * k) for k in range(64)]
+            pos += 128
+        elif kind in (2, 3):
+            need(1)
+            q = payload[pos]
+            pos += 1
+            if not 1 <= q <= 100:
+                raise SpecError(f"SUBJ coding 4: quality {q} outside 1…100")
+            tables.append(ijg_table(kind, q))
+            continue
+        else:
+            raise SpecError(f"SUBJ coding 4: unknown table kind {kind}")
+        natural = [0] * 64
+        for k in range(64):
+            natural[ZIGZAG[k]] = zz[k]
+        tables.append(natural)
+    for c in comps:
+        if c.t >= m:
+            raise SpecError(f"SUBJ coding 4: table index {c.t} >= m = {m}")
+        c.Q = tables[c.t]
+    # §6.4.2 geometry
+    for c in comps:
+        c.dw = -(-W * c.h // hmax)
+        c.dh = -(-H * c.v // vmax)
+        c.nbx = -(-c.dw // 8)
+        c.nby = -(-c.dh // 8)
+        c.rh = hmax // c.h
+        c.rv = vmax // c.v
+    return coder, transform, comps, payload[pos:]
+
+
+def _axis_reads(r: int, d: int, size: int) -> list[list[int]]:
+    """§6.4.3: for each pixel coordinate 0 … size−1, the samples 0 … d−1 it reads."""
+    reads = [[] for _ in range(size)]
+    for s in range(d):
+        if r == 1:
+            lo, hi = s, s
+        elif r == 2:
+            lo, hi = 2 * s - 1, 2 * s + 2
+        else:
+            lo, hi = r * s, r * s + r - 1
+        for x in range(max(lo, 0), min(hi, size - 1) + 1):
+            reads[x].append(s)
+    return reads
+
+
+def _select_blocks(c: C4Component, mask: np.ndarray):
+    """§6.4.3 block selection: the stored blocks of component c, in raster order."""
+    H, W = mask.shape
+    hreads = _axis_reads(c.rh, c.dw, W)
+    vreads = _axis_reads(c.rv, c.dh, H)
+    needed = np.zeros((c.dh, c.dw), bool)
+    for y, x in zip(*np.nonzero(mask)):
+        for sy in vreads[y]:
+            for sx in hreads[x]:
+                needed[sy, sx] = True
+    stored = []
+    for by in range(c.nby):
+        for bx in range(c.nbx):
+            if needed[8 * by : 8 * by + 8, 8 * bx : 8 * bx + 8].any():
+                stored.append((bx, by))
+    return stored
+
+
+def _wrap16(x: int) -> int:
+    return ((x + 32768) % 65536) - 32768
+
+
+def _decode_coder1(data: bytes, comps: list[C4Component]):
+    """§6.4.4."""
+    N = sum(len(c.stored) for c in comps)
+    S = brotli_capped(data, 3 * 64 * N)
+    if len(S) < 64 * N:
+        raise SpecError(f"SUBJ coding 4 coder 1: {len(S)} bytes, fewer than 64N = {64 * N}")
+    E = S[: 64 * N].count(255)
+    if len(S) != 64 * N + 2 * E:
+        raise SpecError(f"SUBJ coding 4 coder 1: {len(S)} bytes, expected 64N + 2E = {64 * N + 2 * E}")
+    # ASSUMPTION: "then, for every z >= 255 in the same order" puts the u16 escapes of all
+    # components after the 64N bytes of all components (not after each component); the
+    # length rule 64N + 2E says as much.  "(k = 0…63, j = 0…N_i − 1)" is read k-major:
+    # coefficient k of every block, then coefficient k + 1.  u16 is big-endian (§1).
+    esc = 64 * N  # position of the next u16 escape
+    pos = 0
+    for c in comps:
+        Ni = len(c.stored)
+        blocks = [[0] * 64 for _ in range(Ni)]
+        for k in range(64):
+            for j in range(Ni):
+                z = S[pos]
+                pos += 1
+                if z == 255:
+                    z = 255 + _u16(S, esc)
+                    esc += 2
+                V = z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
+                if not -32768 <= V <= 32767:
+                    raise SpecError(f"SUBJ coding 4 coder 1: value {V} outside 16 bits")
+                blocks[j][ZIGZAG[k]] = V  # k = 0: V[0][j], the DC difference for now
+        for j in range(1, Ni):  # restore the DC values (cumulative sums mod 65536)
+            blocks[j][0] = _wrap16(blocks[j - 1][0] + blocks[j][0])
+        c.coef = dict(zip(c.stored, blocks))
+    assert pos == 64 * N and esc == len(S)
+
+
+# ----- §6.4.5 Coder 2 --------------------------------------------------------
+
+
+def squash(d: int) -> int:
+    """§6.4.5.3."""
+    d = min(max(d, -2047), 2047)
+    w = d & 127
+    i = (d >> 7) + 16
+    return (SQUASH_K[i] * (128 - w) + SQUASH_K[i + 1] * w + 64) >> 7
+
+
+def _make_stretch():
+    """stretch(p), 0 ≤ p ≤ 4095: the smallest d in −2047…2047 with squash(d) ≥ p, else 2047."""
+    table = [2047] * 4096
+    p_next = 0  # every p < p_next has been assigned
+    for d in range(-2047, 2048):
+        s = squash(d)
+        while p_next <= min(s, 4095):
+            table[p_next] = d
+            p_next += 1
+    return table
+
+
+STRETCH = _make_stretch()
+
+
+def stretch(p: int) -> int:
+    return STRETCH[p]
+
+
+class Coder2RangeDecoder:
+    """§6.4.5.1. P is the probability of a 1, in units of 1/65536."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+        self.range = 0xFFFFFFFF
+        self.code = 0
+        for _ in range(4):
+            self.code = (self.code << 8) | self._next_byte()
+
+    def _next_byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise SpecError("SUBJ coding 4 coder 2: data ends before the last decision")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def decode(self, P: int) -> int:
+        # ASSUMPTION: code >= range (impossible from the LZMA encoder) is not checked;
+        # §6.4.5.1 lists only the two end-of-stream rejections.
+        bound = (self.range >> 16) * P
+        if self.code < bound:
+            self.range = bound
+            bit = 1
+        else:
+            self.code -= bound
+            self.range -= bound
+            bit = 0
+        while self.range < (1 << 24):
+            self.range = self.range << 8
+            self.code = ((self.code << 8) | self._next_byte()) % (1 << 32)
+        return bit
+
+    def finish(self):
+        if self.pos != len(self.data):
+            left = len(self.data) - self.pos
+            raise SpecError(f"SUBJ coding 4 coder 2: {left} bytes left after the last decision")
+
+
+C2_WEIGHT_INIT = (29491, 29491, 29491, 0, 16384)
+
+
+class Coder2Model:
+    """§6.4.5.2 – §6.4.5.4: contexts, weight sets, mixed decisions, trees, exponents."""
+
+    def __init__(self, rd: Coder2RangeDecoder):
+        self.rd = rd
+        # A context is a list [p, n]; "all state starts fresh for each payload".
+        self.ctx = {name: [[32768, 0] for _ in range(size)] for name, size in C2_REGIONS.items()}
+        self.wsets = {name: [list(C2_WEIGHT_INIT) for _ in range(size)] for name, size in C2_WEIGHT_SETS.items()}
+
+    def context(self, region: str, index: int):
+        size = len(self.ctx[region])
+        # An index outside the region would be a contradiction in the spec's formulas.
+        assert 0 <= index < size, f"§6.4.5.4: context {region}[{index}] outside its size {size}"
+        return self.ctx[region][index]
+
+    def weights(self, name: str, index: int):
+        size = len(self.wsets[name])
+        assert 0 <= index < size, f"§6.4.5.4: weight set {name}[{index}] outside its size {size}"
+        return self.wsets[name][index]
+
+    @staticmethod
+    def update(c, b: int):
+        """§6.4.5.2."""
+        p, n = c
+        rate = 65536 // (n + 3)
+        if b == 1:
+            p = p + (((65536 - p) * rate) >> 16)
+        else:
+            p = p - ((p * rate) >> 16)
+        c[0] = min(max(p, 64), 65472)
+        c[1] = min(n + 1, 120)
+
+    def bit_ctx(self, c) -> int:
+        """A bit coded with a context alone: P = p."""
+        b = self.rd.decode(c[0])
+        self.update(c, b)
+        return b
+
+    def bit_half(self) -> int:
+        """'P = 1/2': P = 32768, no context."""
+        return self.rd.decode(32768)
+
+    def mixed(self, c1, c2, c3, w, s4: int = 0) -> int:
+        """§6.4.5.3 mixed decision."""
+        s1 = stretch(c1[0] >> 4)
+        s2 = stretch(c2[0] >> 4)
+        s3 = stretch(c3[0] >> 4)
+        dot = (w[0] * s1 + w[1] * s2 + w[2] * s3 + w[3] * 256 + w[4] * s4) >> 16
+        dot = min(max(dot, -2047), 2047)
+        pm = squash(dot)
+        P = min(max(16 * pm, 64), 65472)
+        b = self.rd.decode(P)
+        err = ((b << 12) - pm) * 10
+        w[0] += (s1 * err) >> 13
+        w[1] += (s2 * err) >> 13
+        w[2] += (s3 * err) >> 13
+        w[3] += (256 * err) >> 13
+        w[4] += (s4 * err) >> 13
+        # ASSUMPTION: the weights are not clamped (the text gives no bound).
+        for c in (c1, c2, c3):
+            self.update(c, b)
+        return b
+
+    def tree(self, nb: int, B1, B2, B3, W) -> int:
+        """B1, B2, B3: (region, base); W: (weight-set name, base)."""
+        node = 1
+        for d in range(nb):
+            b = self.mixed(
+                self.context(B1[0], B1[1] + node),
+                self.context(B2[0], B2[1] + node),
+                self.context(B3[0], B3[1] + node),
+                self.weights(W[0], W[1] + d),
+            )
+            node = 2 * node + b
+        return node - (1 << nb)
+
+    def exponent(self, E1, E2, E3, W, f: int, g=None) -> int:
+        j = f
+        while j < 17:
+            s4 = 0 if g is None else min(max((g - j) * 384, -2047), 2047)
+            b = self.mixed(
+                self.context(E1[0], E1[1] + j - f),
+                self.context(E2[0], E2[1] + j - f),
+                self.context(E3[0], E3[1] + j - f),
+                self.weights(W[0], W[1] + j - f),
+                s4,
+            )
+            # ASSUMPTION: a decision "X" codes 1 when X holds (stated nowhere in general).
+            if b == 0:  # the decision "e > j" is false
+                break
+            j += 1
+        return j
+
+    def mantissa(self, e: int, M) -> int:
+        """The magnitude a, 2^(e−1) ≤ a < 2^e, for e ≥ 1; M = (region, base)."""
+        a = 1
+        for q in range(e - 2, -1, -1):
+            if q >= e - 3:
+                b = self.bit_ctx(self.context(M[0], M[1] + 2 * e + (e - 2 - q)))
+            else:
+                b = self.bit_half()
+            a = 2 * a + b
+        return a
+
+
+def _bitlen(x: int) -> int:
+    assert x >= 0
+    return x.bit_length()
+
+
+def _rdiv(a: int, q: int) -> int:
+    return (2 * a + q) // (2 * q)
+
+
+class _C2Block:
+    def __init__(self):
+        self.C = [0] * 64
+        self.n7 = 0
+        self.ne = [0, 0]
+        self.r = 0
+
+
+def _decode_coder2(data: bytes, comps: list[C4Component]):
+    """§6.4.5.5 The model."""
+    rd = Coder2RangeDecoder(data)
+    mdl = Coder2Model(rd)
+    for i, comp in enumerate(comps):
+        cc = 0 if i == 0 else 1
+        Q = comp.Q
+        decoded: dict = {}
+        last = 0
+        for bx, by in comp.stored:
+            L = decoded.get((bx - 1, by))
+            A = decoded.get((bx, by - 1))
+            AL = decoded.get((bx - 1, by - 1))
+            AR = decoded.get((bx + 1, by - 1))  # a block outside the grid is never stored
+            B = _C2Block()
+            C = B.C
+
+            def D(X, z):
+                return X.C[z] * Q[z]
+
+            def prior(z):
+                if L and A and AL and AR:
+                    x = ((13 * (abs(L.C[z]) + abs(A.C[z])) + 6 * (abs(AL.C[z]) + abs(AR.C[z]))) * 27) >> 9
+                elif L and A and AL:
+                    x = (13 * (abs(L.C[z]) + abs(A.C[z])) + 6 * abs(AL.C[z])) >> 4
+                elif L and A:
+                    x = abs(L.C[z]) + abs(A.C[z])
+                elif L:
+                    x = 2 * abs(L.C[z])
+                elif A:
+                    x = 2 * abs(A.C[z])
+                else:
+                    return 10
+                return min(_bitlen(x), 9)
+
+            def boundary(X, z0, step):
+                s = sum((-1) ** t * D(X, z0 + step * t) - D(B, z0 + step * t) for t in range(1, 8))
+                return D(X, z0) + ((s * 11585 + 4096) >> 13)
+
+            def check_range(a, neg):
+                if a > 32768 or (a == 32768 and not neg):
+                    raise SpecError("SUBJ coding 4 coder 2: coefficient outside 16 bits")
+
+            # 1. Interior count
+            bl = NZB[L.n7] if L else 0
+            bu = NZB[A.n7] if A else 0
+            bavg = NZB[(L.n7 + A.n7 + 1) >> 1] if (L and A) else max(bl, bu)
+            n7 = mdl.tree(
+                6,
+                ("NZ7A", (cc * 14 + bavg) * 64),
+                ("NZ7B", (bl * 14 + bu) * 64),
+                ("NZ7C", cc * 64),
+                ("NZ7", cc * 6),
+            )
+            if n7 > 49:
+                raise SpecError(f"SUBJ coding 4 coder 2: interior count {n7} > 49")
+            B.n7 = n7
+
+            # 2. Interior coefficients
+            rem = n7
+            for ii in range(49):
+                if rem == 0:
+                    break
+                z = INTERIOR[ii]
+                band = BAND[ii]
+                mb = prior(z)
+                a = (abs(C[z - 8]) if z >= 16 else 0) + (abs(C[z - 1]) if z % 8 >= 2 else 0)
+                ib = min(_bitlen(a), 6)
+                nzb = NRB[rem]
+                if rem < 49 - ii:
+                    nz = mdl.mixed(
+                        mdl.context("IZ1", (band * 10 + nzb) * 11 + mb),
+                        mdl.context("IZ2", (ii * 10 + nzb) * 7 + ib),
+                        mdl.context("IZ3", (band * 11 + mb) * 7 + ib),
+                        mdl.weights("IZ", band),
+                        stretch((rem * 4096) // (49 - ii)),
+                    )
+                    if nz == 0:
+                        continue
+                rem -= 1
+                # ASSUMPTION: nzb keeps the value NRB(rem) had before this decrement (it is
+                # defined with the other per-i quantities, before the bullets).
+                e = mdl.exponent(
+                    ("IE1", (band * 11 + mb) * 17),
+                    ("IE2", (band * 7 + ib) * 17),
+                    ("IE3", (band * 10 + nzb) * 17),
+                    ("IE", 0),
+                    f=1,
+                    g=(mb - 1) if mb < 10 else None,
+                )
+                rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
+                mag = mdl.mantissa(e, ("MANT", rel * 36))
+                neg = mdl.bit_half()
+                check_range(mag, neg)
+                C[z] = -mag if neg else mag
+
+            # 3. Edges
+            for edge in (0, 1):
+                across = 1 if edge == 0 else 8
+                X = L if edge == 0 else A
+                zt = {t: (8 * t if edge == 0 else t) for t in range(1, 8)}
+                p = {}
+                if X:
+                    for t in range(1, 8):
+                        z = zt[t]
+                        p[t] = _rdiv(boundary(X, z, across), max(Q[z], 1))
+                    np_ = sum(1 for t in range(1, 8) if p[t] != 0)
+                else:
+                    np_ = 8
+                cX = X.ne[edge] if X else 8
+                ne = mdl.tree(
+                    3,
+                    ("NZEA", ((edge * 7 + min(_bitlen(n7), 6)) * 9 + np_) * 8),
+                    ("NZEB", ((edge * 9 + np_) * 9 + cX) * 8),
+                    ("NZEC", ((cc * 2 + edge) * 14 + NZB[n7]) * 8),
+                    ("NZE", (cc * 2 + edge) * 3),
+                )
+                B.ne[edge] = ne
+                rem = ne
+                for t in range(1, 8):
+                    if rem == 0:
+                        break
+                    z = zt[t]
+                    if X:
+                        pt = p[t]
+                        pb = 1 + min(_bitlen(abs(pt)), 10)
+                        hint = 0 if pt == 0 else 1 if pt == 1 else 2 if pt >= 2 else 3 if pt == -1 else 4
+                    else:
+                        pt = None
+                        pb = hint = 0
+                    mb = prior(z)
+                    ib = min(_bitlen(abs(C[z + across])), 6)
+                    pos = edge * 7 + t - 1
+                    if rem < 8 - t:
+                        nz = mdl.mixed(
+                            mdl.context("EZ1", (pos * 7 + rem - 1) * 12 + pb),
+                            mdl.context("EZ2", pos * 11 + mb),
+                            mdl.context("EZ3", (pos * 12 + pb) * 7 + ib),
+                            mdl.weights("EZ", edge),
+                            stretch((rem * 4096) // (8 - t)),
+                        )
+                        if nz == 0:
+                            continue
+                    rem -= 1
+                    e = mdl.exponent(
+                        ("EE1", (edge * 12 + pb) * 17),
+                        ("EE2", (edge * 11 + mb) * 17),
+                        ("EE3", (pos * 7 + rem) * 17),  # rem after the decrement
+                        ("EE", edge * 17),
+                        f=1,
+                        g=(pb - 1) if X else None,
+                    )
+                    if not X:
+                        rel = 0
+                    else:
+                        lp = _bitlen(abs(pt))
+                        if lp < e:
+                            rel = 1
+                        elif lp > e:
+                            rel = 4
+                        elif e >= 2 and (abs(pt) >> (e - 2)) & 1:
+                            rel = 3
+                        else:
+                            rel = 2
+                    mag = mdl.mantissa(e, ("MANT", (6 + rel) * 36))
+                    # ASSUMPTION: here too the sign bit 1 means negative (stated for the interior).
+                    neg = mdl.bit_ctx(mdl.context("ESIGN", edge * 5 + hint))
+                    check_range(mag, neg)
+                    C[z] = -mag if neg else mag
+
+            # 4. DC
+            q00 = max(Q[0], 1)
+            pl = boundary(L, 0, 1) if L else None
+            pu = boundary(A, 0, 8) if A else None
+            if L and A:
+                pred = _rdiv((pl + pu) >> 1, q00)
+                act = min(_bitlen(abs(pl - pu) // q00), 12)
+            elif L:
+                pred = _rdiv(pl, q00)
+                act = 13
+            elif A:
+                pred = _rdiv(pu, q00)
+                act = 13
+            else:
+                pred = last
+                act = 14
+            pred = min(max(pred, -32768), 32767)
+            if L and A:
+                rb = (L.r + A.r + 1) >> 1
+            elif L:
+                rb = L.r
+            elif A:
+                rb = A.r
+            else:
+                rb = 16
+            rb = min(rb, 16)
+            e = mdl.exponent(
+                ("DC1", (cc * 15 + act) * 18),
+                ("DC2", (cc * 14 + NZB[n7]) * 18),
+                ("DC3", (cc * 17 + rb) * 18),
+                ("DC", cc * 18),
+                f=0,
+                g=None,
+            )
+            B.r = e
+            residual = 0
+            if e > 0:
+                mag = mdl.mantissa(e, ("DCM", cc * 36))
+                # ASSUMPTION: sign bit 1 = negative, as for the interior.
+                neg = mdl.bit_ctx(mdl.context("DCS", cc * 15 + act))
+                residual = -mag if neg else mag
+            # ASSUMPTION: with e = 0 the residual is 0 and C_B[0] = pred; last is updated
+            # for every block.
+            dc = pred + residual
+            if not -32768 <= dc <= 32767:
+                raise SpecError(f"SUBJ coding 4 coder 2: DC {dc} outside 16 bits")
+            C[0] = dc
+            last = dc
+            decoded[(bx, by)] = B
+        comp.coef = {key: blk.C for key, blk in decoded.items()}
+    rd.finish()
+
+
+# ----- §6.4.6 Reconstruction ------------------------------------------------
+
+
+def idct8(x):
+    """§6.4.6.1 idct8 (before descaling), literally."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = x
+    F = IDCT
+    z1 = (x2 + x6) * F["F0541"]
+    t2 = z1 - x6 * F["F1847"]
+    t3 = z1 + x2 * F["F0765"]
+    t0 = (x0 + x4) << 13
+    t1 = (x0 - x4) << 13
+    t10 = t0 + t3
+    t13 = t0 - t3
+    t11 = t1 + t2
+    t12 = t1 - t2
+    o0, o1, o2, o3 = x7, x5, x3, x1
+    z1 = o0 + o3
+    z2 = o1 + o2
+    z3 = o0 + o2
+    z4 = o1 + o3
+    z5 = (z3 + z4) * F["F1175"]
+    o0 = o0 * F["F0298"]
+    o1 = o1 * F["F2053"]
+    o2 = o2 * F["F3072"]
+    o3 = o3 * F["F1501"]
+    z1 = -z1 * F["F0899"]
+    z2 = -z2 * F["F2562"]
+    z3 = -z3 * F["F1961"] + z5
+    z4 = -z4 * F["F0390"] + z5
+    o0 += z1 + z3
+    o1 += z2 + z4
+    o2 += z2 + z3
+    o3 += z1 + z4
+    return [t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3]
+
+
+def idct_islow(C, Q):
+    """§6.4.6.1: 64 coefficients (natural order) and the table -> 8 rows of 8 samples."""
+    D = [C[z] * Q[z] for z in range(64)]
+    ws = [[0] * 8 for _ in range(8)]
+    for c in range(8):
+        y = idct8([D[8 * r + c] for r in range(8)])
+        for r in range(8):
+            ws[r][c] = (y[r] + (1 << 10)) >> 11
+    out = [[0] * 8 for _ in range(8)]
+    # ASSUMPTION: the clamp is normative for every value (the text's "pre-clamp value in
+    # −512…511", where libjpeg's mod-1024 table agrees, is (y + 2^17) >> 18 before the + 128).
+    for r in range(8):
+        y = idct8(ws[r])
+        for c in range(8):
+            out[r][c] = min(max(((y[c] + (1 << 17)) >> 18) + 128, 0), 255)
+    return out
+
+
+def _sample(comp: C4Component, sx: int, sy: int) -> int:
+    """§6.4.6.2."""
+    assert 0 <= sx < comp.dw and 0 <= sy < comp.dh, "read outside dw x dh"
+    blk = comp.samples.get((sx // 8, sy // 8))
+    # A read of an unstored block would contradict §6.4.3 ("all lie in stored blocks").
+    assert blk is not None, f"§6.4.6: sample ({sx}, {sy}) is in a block that is not stored"
+    return blk[sy % 8][sx % 8]
+
+
+def _upsample_at(comp: C4Component, x: int, y: int) -> int:
+    """§6.4.6.3: the value U of component comp at output pixel (x, y)."""
+    rh, rv, dw, dh = comp.rh, comp.rv, comp.dw, comp.dh
+    S = lambda sx, sy: _sample(comp, sx, sy)  # noqa: E731
+
+    def clamp(v, lo, hi):
+        return lo if v < lo else hi if v > hi else v
+
+    cx = x >> 1
+    nx = clamp(cx - 1, 0, dw - 1) if x % 2 == 0 else clamp(cx + 1, 0, dw - 1)
+    cy = y >> 1
+    ny = clamp(cy - 1, 0, dh - 1) if y % 2 == 0 else clamp(cy + 1, 0, dh - 1)
+    if (rh, rv) == (1, 1):
+        return S(x, y)
+    if (rh, rv) == (2, 1) and dw > 2:
+        return (3 * S(cx, y) + S(nx, y) + 1 + (x & 1)) >> 2
+    if (rh, rv) == (1, 2):
+        return (3 * S(x, cy) + S(x, ny) + 1 + (y & 1)) >> 2
+    if (rh, rv) == (2, 2) and dw > 2:
+        T = lambda s: 3 * S(s, cy) + S(s, ny)  # noqa: E731
+        return (3 * T(cx) + T(nx) + 8 - (x & 1)) >> 4
+    return S(x // rh, y // rv)
+
+
+def _colour(transform: int, U: list[int]) -> tuple:
+    """§6.4.6.4."""
+    if transform == 0:
+        return tuple(U)
+    Y, Cb, Cr = U
+
+    def clamp(v):
+        return 0 if v < 0 else 255 if v > 255 else v
+
+    R = clamp(Y + ((91881 * (Cr - 128) + 32768) >> 16))
+    G = clamp(Y + ((-22554 * (Cb - 128) + 32768 - 46802 * (Cr - 128)) >> 16))
+    B = clamp(Y + ((116130 * (Cb - 128) + 32768) >> 16))
+    return (R, G, B)
+
+
+def _decode_coding4(payload: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
+    """§6.4. Returns S as uint8 (H, W, C), set at the subject pixels only."""
+    W, H, channels = hd["width"], hd["height"], hd["channels"]
+    coder, transform, comps, data = _parse_coding4_header(payload, W, H)
+    if not ((channels == 3 and len(comps) == 3) or (channels == 1 and len(comps) == 1)):
+        raise SpecError(f"SUBJ coding 4: {len(comps)} components for channels = {channels}")
+    for c in comps:
+        c.stored = _select_blocks(c, mask)
+    if coder == 1:
+        _decode_coder1(data, comps)
+    else:
+        _decode_coder2(data, comps)
+    for c in comps:
+        c.samples = {key: idct_islow(coef, c.Q) for key, coef in c.coef.items()}
+    S = np.zeros((H, W, channels), np.uint8)
+    for y, x in zip(*np.nonzero(mask)):
+        U = [_upsample_at(c, int(x), int(y)) for c in comps]
+        S[y, x, :] = _colour(transform, U)
+    return S
 
 
 def _decode_metadata(body: bytes):

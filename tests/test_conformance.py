@@ -4,7 +4,6 @@ The plugin and the spec reader must agree on every pixel (both decode the embedd
 WebP with Pillow), and the subject must be the original's.
 """
 
-import io
 
 import numpy as np
 import pytest

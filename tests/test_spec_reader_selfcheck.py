@@ -547,6 +547,23 @@ def test_bgnd_rules():
             read_ppan(assemble(p))
 
 
+def test_bgnd_animation_flag_rejected():
+    # An extended-format WebP (VP8X) whose animation flag is set, around a still VP8L image.
+    p, (S, M, B) = parts()
+    still = bgnd(B, 3)[9:]
+    H, W = B.shape[:2]
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x02, 0, 0, 0]) + (W - 1).to_bytes(3, "little")
+    vp8x += (H - 1).to_bytes(3, "little")
+    body = b"WEBP" + vp8x + still[12:]
+    p["BGND"] = struct.pack(">BII", 1, W, H) + b"RIFF" + struct.pack("<I", len(body)) + body
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+    flags_ok = bytearray(p["BGND"])
+    flags_ok[9 + 20] = 0  # the same file without the flag is valid
+    p["BGND"] = bytes(flags_ok)
+    read_ppan(assemble(p))
+
+
 def test_opaque_rgba_background_without_alpha_reads_as_alpha_255():
     # §4: a WebP without alpha in a 4-channel file has A = 255 (libwebp drops opaque alpha).
     S, M, B = sample(4)
@@ -625,7 +642,7 @@ def test_subj_box_and_coding_rules():
         subj2(S, M, 3, residuals=r, box=(x0, y0, w + 1, h)),
         subj2(S, M, 3, residuals=r, box=(x0 + 1, y0, w, h)),
         subj0(),  # coding 0 with n > 0
-        b"\x04" + subj2(S, M, 3)[1:],  # unknown coding (0 … 3 are defined)
+        b"\x05" + subj2(S, M, 3)[1:],  # unknown coding (0 … 4 are defined)
         subj2(S, M, 3)[:16],  # too short
     ]
     for bad in bads:
@@ -927,3 +944,1054 @@ def test_range_decoder_bits_by_hand():
     assert pd == pe == [P, 5]
     assert [rd.direct(), rd.direct()] == [1, 0]
     rd.finish()
+
+
+# ---------------------------------------------------------------------------
+# §6.4 Coding 4: JPEG coefficients, coder 1 (Brotli), with a writer from the spec
+# ---------------------------------------------------------------------------
+#
+# Expected pixels come from elsewhere: flat DC-only blocks (closed form), a float DCT
+# of known samples, and Pillow (libjpeg-turbo) decoding a baseline JPEG file that a tiny
+# writer below makes from the same coefficients.
+
+
+def zigzag_walk():
+    """T.81 Figure A.6, walked independently of the spec's table."""
+    order = []
+    for d in range(15):
+        cells = [(r, d - r) for r in range(8) if 0 <= d - r < 8]
+        order += [8 * r + c for r, c in (reversed(cells) if d % 2 == 0 else cells)]
+    return order
+
+
+ZZ = zigzag_walk()
+K1 = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]  # fmt: skip
+K2 = [17, 18, 24, 47] + [99] * 4 + [18, 21, 26, 66] + [99] * 4 + [24, 26, 56] + [99] * 5 + [47, 66] + [99] * 38
+
+
+def ijg(base, q):
+    scale = 5000 // q if q < 50 else 200 - 2 * q
+    return [min(max((b * scale + 50) // 100, 1), 255) for b in base]
+
+
+def wrap16(x):
+    return ((x + 32768) & 0xFFFF) - 32768
+
+
+def c4_geometry(W, H, comps):
+    """comps: [(h, v, t)] -> per component (dw, dh, nbx, nby, rh, rv) (§6.4.2)."""
+    hmax = max(c[0] for c in comps)
+    vmax = max(c[1] for c in comps)
+    out = []
+    for h, v, _t in comps:
+        dw, dh = math.ceil(W * h / hmax), math.ceil(H * v / vmax)
+        out.append((dw, dh, math.ceil(dw / 8), math.ceil(dh / 8), hmax // h, vmax // v))
+    return out
+
+
+def reads_matrix(r, d, n):
+    """R[x, s] = pixel coordinate x reads sample s: the taps of §6.4.6.3 (triangle for r = 2)."""
+    R = np.zeros((n, d), bool)
+    for x in range(n):
+        if r == 1:
+            taps = [x]
+        elif r == 2:
+            cx = x >> 1
+            taps = [cx, cx - 1 if x % 2 == 0 else cx + 1]
+        else:
+            taps = [x // r]
+        for s in taps:
+            R[x, min(max(s, 0), d - 1)] = True
+    return R
+
+
+def stored_blocks(M, W, H, comps):
+    """§6.4.3 via matrices: needed = Rv^T · M · Rh; a block is stored if it holds one."""
+    out = []
+    for dw, dh, nbx, nby, rh, rv in c4_geometry(W, H, comps):
+        needed = (reads_matrix(rv, dh, H).T.astype(int) @ M.astype(int) @ reads_matrix(rh, dw, W).astype(int)) > 0
+        grid = [(bx, by) for by in range(nby) for bx in range(nbx)]
+        out.append([(bx, by) for bx, by in grid if needed[8 * by : 8 * by + 8, 8 * bx : 8 * bx + 8].any()])
+    return out
+
+
+def c4_coder1(blocks_per_comp) -> bytes:
+    """§6.4.4 encoder view: S before Brotli. blocks_per_comp: lists of 64 natural-order ints."""
+    head_bytes, escapes = bytearray(), bytearray()
+    for blocks in blocks_per_comp:
+        for k in range(64):
+            for j, C in enumerate(blocks):
+                if k == 0:
+                    V = C[0] if j == 0 else wrap16(C[0] - blocks[j - 1][0])
+                else:
+                    V = C[ZZ[k]]
+                z = 2 * V if V >= 0 else -2 * V - 1
+                head_bytes.append(min(z, 255))
+                if z >= 255:
+                    escapes += struct.pack(">H", z - 255)
+    return bytes(head_bytes + escapes)
+
+
+def c4_payload(W, H, comps, tables, data: bytes, coder=1, transform=None) -> bytes:
+    """§6.4.1. comps [(h, v, t)]; tables [(kind, natural list or quality)]; data after the tables."""
+    if transform is None:
+        transform = 1 if len(comps) == 3 else 0
+    out = struct.pack(">BHHBB", coder, W, H, transform, len(comps))
+    for h, v, t in comps:
+        out += bytes([(h << 4) | v, t])
+    out += bytes([len(tables)])
+    for kind, val in tables:
+        out += bytes([kind])
+        if kind == 0:
+            out += bytes(val[ZZ[k]] for k in range(64))
+        elif kind == 1:
+            out += b"".join(struct.pack(">H", val[ZZ[k]]) for k in range(64))
+        else:
+            out += bytes([val])
+    return out + data
+
+
+def table_values(kind, val):
+    return ijg(K1 if kind == 2 else K2, val) if kind in (2, 3) else list(val)
+
+
+def subj4(M, payload: bytes) -> bytes:
+    return struct.pack(">BIIII", 4, *box_of(M)) + payload
+
+
+def coding4_file(M, comps, tables, grids, coder_data=None, transform=None, channels=None, B=None):
+    """A whole PPAN file: grids[i][(bx, by)] = coefficients of component i (natural order)."""
+    H, W = M.shape
+    channels = channels or (3 if len(comps) == 3 else 1)
+    sel = stored_blocks(M, W, H, comps)
+    if coder_data is None:
+        S = c4_coder1([[grids[i][key] for key in sel[i]] for i in range(len(comps))])
+        coder_data = brotli.compress(S)
+    payload = c4_payload(W, H, comps, tables, coder_data, transform=transform)
+    if B is None:
+        B = np.random.default_rng(0).integers(0, 256, (H, W, channels), dtype=np.uint8)
+    return build(channels, None, M, B, subj=subj4(M, payload))
+
+
+def fdct(block: np.ndarray) -> np.ndarray:
+    """Float JPEG FDCT (T.81 A.3.3) of an 8x8 block of level-shifted samples."""
+    u = np.arange(8)
+    Cm = np.cos((2 * u[None, :] + 1) * u[:, None] * np.pi / 16) / 2
+    Cm[0] /= math.sqrt(2)
+    return Cm @ block @ Cm.T
+
+
+def idct_float(F: np.ndarray) -> np.ndarray:
+    u = np.arange(8)
+    Cm = np.cos((2 * u[None, :] + 1) * u[:, None] * np.pi / 16) / 2
+    Cm[0] /= math.sqrt(2)
+    return Cm.T @ F @ Cm
+
+
+def coefficient_grid(plane: np.ndarray, Q, rng=None, noise=0):
+    """Quantised DCT blocks of a sample plane (height, width multiples of 8)."""
+    grid = {}
+    Qa = np.array(Q, float).reshape(8, 8)
+    for by in range(plane.shape[0] // 8):
+        for bx in range(plane.shape[1] // 8):
+            F = fdct(plane[8 * by : 8 * by + 8, 8 * bx : 8 * bx + 8].astype(float) - 128)
+            C = np.round(F / Qa).astype(int)
+            if rng is not None and noise:
+                C += rng.integers(-noise, noise + 1, (8, 8)) * (rng.random((8, 8)) < 0.15)
+            grid[(bx, by)] = [int(v) for v in C.reshape(64)]
+    return grid
+
+
+def smooth_plane(h, w, seed, amp=90):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = 128 + amp * np.sin(xx / (3 + seed % 3) + rng.random() * 6) * np.cos(yy / 4.0 + rng.random() * 6)
+    f += rng.normal(0, 6, (h, w))
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+# ----- tables --------------------------------------------------------------
+
+
+def test_coding4_tables_from_the_spec():
+    assert sr.ZIGZAG == ZZ
+    assert sr.ZIGZAG[:6] == [0, 1, 8, 16, 9, 2] and sr.ZIGZAG[-3:] == [55, 62, 63]
+    assert len(sr.INTERIOR) == 49 and sr.INTERIOR == [z for z in ZZ if z // 8 >= 1 and z % 8 >= 1]
+    assert sr.BAND[0] == 0 and sr.BAND[-1] == 9 and sr.BAND == sorted(sr.BAND)
+    # NZB / NRB cover 0 … 63 and are non-decreasing
+    for table, top in ((sr.NZB, 13), (sr.NRB, 9)):
+        assert len(table) == 64 and table == sorted(table) and table[-1] == top
+    assert sr.NZB[:6] == [1, 2, 3, 4, 5, 6] and sr.NRB[:3] == [0, 0, 1]
+    # region sizes: 25 regions, 7 weight-set groups
+    assert len(sr.C2_REGIONS) == 25 and sr.C2_REGIONS["NZ7B"] == 14 * 14 * 64 and sr.C2_REGIONS["DCS"] == 30
+    assert sr.C2_WEIGHT_SETS == {"NZ7": 12, "IZ": 10, "IE": 17, "NZE": 12, "EZ": 2, "EE": 34, "DC": 36}
+
+
+def test_ijg_tables_quality_50_are_t81_and_match_libjpeg():
+    assert sr.ijg_table(2, 50) == K1 == sr.T81_K1
+    assert sr.ijg_table(3, 50) == K2 == sr.T81_K2
+    assert sr.ijg_table(2, 100) == [1] * 64
+    assert sr.ijg_table(3, 1) == [255] * 64  # clamped
+    # libjpeg (through Pillow) writes the same tables for other qualities
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "RGB")
+    for q in (10, 75, 95):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=q)
+        qt = Image.open(io.BytesIO(buf.getvalue())).quantization  # natural order (Pillow >= 8.3)
+        assert list(qt[0]) == sr.ijg_table(2, q), q
+        assert list(qt[1]) == sr.ijg_table(3, q), q
+
+
+def test_squash_and_stretch():
+    sq = [sr.squash(d) for d in range(-2047, 2048)]
+    assert sq == sorted(sq)  # monotone
+    assert sr.squash(0) == 2047 and sr.squash(-5000) == sr.squash(-2047) and sr.squash(5000) == sr.squash(2047)
+    logistic = lambda d: 4096 / (1 + math.exp(-d / 256))  # noqa: E731  (PAQ's squash)
+    for i, k in enumerate(sr.SQUASH_K):  # the knots are the logistic (within 1) ...
+        assert abs(k - logistic((i - 16) * 128)) <= 1, i
+    for d in range(-2047, 2048):  # ... and squash interpolates between them
+        i = (d + 2048) // 128
+        if d % 128 == 0:
+            assert sr.squash(d) == sr.SQUASH_K[i]
+        assert sr.SQUASH_K[i] <= sr.squash(d) <= sr.SQUASH_K[i + 1]
+        assert abs(sr.squash(d) - logistic(d)) < 0.05 * logistic(d) + 1, d
+    st = [sr.stretch(p) for p in range(4096)]
+    assert st == sorted(st)  # monotone
+    for p in range(4096):
+        d = st[p]
+        if p <= max(sq):
+            assert sr.squash(d) >= p and (d == -2047 or sr.squash(d - 1) < p)
+        else:
+            assert d == 2047
+    assert sr.stretch(2047) == 0
+
+
+def test_coder2_range_decoder_and_context_update_by_hand():
+    # §6.4.5.1: bit 1 takes the low part [0, bound). An encoder for it (the §6.4.5.1
+    # "encoder view": LZMA's, 16-bit probabilities, first byte dropped).
+    class Enc(LzmaRangeEncoder):
+        def bit16(self, P, b):
+            bound = (self.range >> 16) * P
+            if b == 1:
+                self.range = bound
+            else:
+                self.low += bound
+                self.range -= bound
+            self._norm()
+
+    rng = np.random.default_rng(4)
+    seq = [(int(rng.integers(64, 65473)), int(rng.random() < 0.3)) for _ in range(500)]
+    enc = Enc()
+    for P, b in seq:
+        enc.bit16(P, b)
+    data = enc.finish()
+    rd = sr.Coder2RangeDecoder(data)
+    assert [rd.decode(P) for P, _ in seq] == [b for _, b in seq]
+    rd.finish()
+    with pytest.raises(SpecError):
+        rd = sr.Coder2RangeDecoder(data[:-1])
+        for P, _ in seq:
+            rd.decode(P)
+        rd.finish()
+    with pytest.raises(SpecError):
+        rd = sr.Coder2RangeDecoder(data + b"\x00")
+        for P, _ in seq:
+            rd.decode(P)
+        rd.finish()
+    # §6.4.5.2 update, by hand: n = 0 -> RATE 21845
+    c = [32768, 0]
+    sr.Coder2Model.update(c, 1)
+    assert c == [32768 + ((32768 * 21845) >> 16), 1]
+    c = [100, 119]
+    sr.Coder2Model.update(c, 0)
+    assert c == [max(100 - ((100 * (65536 // 122)) >> 16), 64), 120]
+    c = [65470, 0]  # 65470 + (66 · 21845 >> 16) = 65491 -> clamped to 65472
+    sr.Coder2Model.update(c, 1)
+    assert c == [65472, 1]
+    c = [70, 0]
+    sr.Coder2Model.update(c, 0)
+    assert c == [64, 1]
+
+
+# ----- reconstruction by closed forms -----------------------------------------
+
+
+def test_idct_dc_only_is_flat():
+    Q = [1] * 64
+    for D0 in (0, 1, 3, 4, 5, -4, -5, -1024, 1016, 1023, 2000, -2000, 7, -9):
+        C = [0] * 64
+        C[0] = D0
+        out = sr.idct_islow(C, Q)
+        assert out == [[min(max(math.floor((D0 + 4) / 8) + 128, 0), 255)] * 8] * 8, D0
+
+
+def test_idct_close_to_float_and_column_shortcut():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        F = np.round(fdct(rng.integers(0, 256, (8, 8)).astype(float) - 128)).astype(int)
+        ours = np.array(sr.idct_islow([int(v) for v in F.reshape(64)], [1] * 64))
+        ref = np.clip(idct_float(F.astype(float)) + 128, 0, 255)
+        assert np.abs(ours - ref).max() <= 1.0
+    # Pass 1: a column with only its DC gives 4·D[c] in every row (the libjpeg shortcut)
+    col = sr.idct8([37, 0, 0, 0, 0, 0, 0, 0])
+    assert [(y + 1024) >> 11 for y in col] == [148] * 8
+
+
+def test_coding4_grey_dc_only_blocks_are_flat():
+    # 20 x 12 grey image: 3 x 2 blocks, DC only; a table of kind 1 (u16) with Q[0] = 300.
+    W, H = 20, 12
+    M = np.zeros((H, W), np.uint8)
+    M[2:11, 1:19] = 1
+    M[0, 19] = 1
+    Q = [300] + [7] * 63
+    dcs = {(0, 0): -3, (1, 0): 0, (2, 0): 2, (0, 1): 1, (1, 1): -1, (2, 1): 400}
+    grids = [{k: [v] + [0] * 63 for k, v in dcs.items()}]
+    img = read_ppan(coding4_file(M, [(1, 1, 0)], [(1, Q)], grids))
+    for y, x in zip(*np.nonzero(M)):
+        D0 = dcs[(x // 8, y // 8)] * 300
+        assert img.pixels[y, x, 0] == min(max(math.floor((D0 + 4) / 8) + 128, 0), 255)
+
+
+def test_coding4_grey_float_dct_reproduces_samples():
+    # 1 component, table of 1s (kind 0): the decoded samples are the originals within rounding.
+    W, H = 21, 18
+    plane = np.zeros((24, 24), np.uint8)
+    plane[:H, :W] = smooth_plane(H, W, seed=3)
+    grid = coefficient_grid(plane, [1] * 64)
+    assert max(abs(v) for C in grid.values() for v in C) > 127  # exercises the u16 escapes
+    M = np.ones((H, W), np.uint8)
+    img = read_ppan(coding4_file(M, [(1, 1, 0)], [(0, [1] * 64)], [grid]))
+    diff = img.pixels[:, :, 0].astype(int) - plane[:H, :W].astype(int)
+    assert np.abs(diff).max() <= 2 and np.abs(diff).mean() < 0.5
+
+
+def test_coding4_flat_colours_4_2_0():
+    # Y at 2x2, chroma at 1x1, every block DC only: each pixel is the §6.4.6.4 colour of
+    # its flat (Y, Cb, Cr); the fancy upsampling of a constant is that constant.
+    W, H = 29, 19
+    comps = [(2, 2, 0), (1, 1, 1), (1, 1, 1)]
+    geo = c4_geometry(W, H, comps)
+    rng = np.random.default_rng(7)
+    Ydc = int(rng.integers(-60, 60))
+    grids = []
+    for i, (dw, dh, nbx, nby, rh, rv) in enumerate(geo):
+        dc = Ydc if i == 0 else (-40 if i == 1 else 55)
+        grids.append({(bx, by): [dc] + [0] * 63 for by in range(nby) for bx in range(nbx)})
+    M = np.zeros((H, W), np.uint8)
+    M[3:15, 4:25] = 1
+    img = read_ppan(coding4_file(M, comps, [(0, [2] * 64), (0, [3] * 64)], grids))
+    Y = (Ydc * 2 + 4) // 8 + 128
+    Cb = (-40 * 3 + 4) // 8 + 128
+    Cr = (55 * 3 + 4) // 8 + 128
+    R = Y + round(1.402 * (Cr - 128))
+    G = Y + round(-0.34414 * (Cb - 128) - 0.71414 * (Cr - 128))
+    Bl = Y + round(1.772 * (Cb - 128))
+    expect = np.clip([R, G, Bl], 0, 255)
+    assert (img.pixels[M == 1] == expect).all()
+
+
+# ----- reconstruction against Pillow: a baseline JPEG writer ------------------
+
+
+class BitWriter:
+    def __init__(self):
+        self.out = bytearray()
+        self.acc = 0
+        self.n = 0
+
+    def put(self, code, length):
+        for i in range(length - 1, -1, -1):
+            self.acc = (self.acc << 1) | ((code >> i) & 1)
+            self.n += 1
+            if self.n == 8:
+                self.out.append(self.acc)
+                if self.acc == 0xFF:
+                    self.out.append(0)  # byte stuffing
+                self.acc = self.n = 0
+
+    def flush(self):
+        while self.n:
+            self.put(1, 1)  # pad with 1s
+        return bytes(self.out)
+
+
+def write_baseline_jpeg(W, H, comps, qtables, grids, ids=(1, 2, 3)) -> bytes:
+    """Baseline sequential Huffman JPEG (T.81) from quantised coefficients.
+
+    comps [(h, v, t)]; qtables: natural-order u8 tables; grids[i][(bx, by)]: coefficients.
+    Huffman tables: 12 DC symbols of 4 bits, 162 AC symbols of 8 bits (valid, just not small).
+    Blocks outside a grid (MCU padding) are coded as copies of the DC with no AC.
+    """
+    seg = lambda marker, body: struct.pack(">BBH", 0xFF, marker, len(body) + 2) + body  # noqa: E731
+    out = b"\xff\xd8"
+    for i, Q in enumerate(qtables):
+        out += seg(0xDB, bytes([i]) + bytes(Q[ZZ[k]] for k in range(64)))
+    sof = struct.pack(">BHHB", 8, H, W, len(comps))
+    for i, (h, v, t) in enumerate(comps):
+        sof += bytes([ids[i], (h << 4) | v, t])
+    out += seg(0xC0, sof)
+    dc_syms = list(range(12))
+    ac_syms = [0x00, 0xF0] + [(r << 4) | s for r in range(16) for s in range(1, 11)]
+    counts_dc = [0] * 16
+    counts_dc[3] = 12
+    counts_ac = [0] * 16
+    counts_ac[7] = len(ac_syms)
+    out += seg(0xC4, bytes([0x00] + counts_dc + dc_syms) + bytes([0x10] + counts_ac + ac_syms))
+    sos = bytes([len(comps)]) + b"".join(bytes([ids[i], 0x00]) for i in range(len(comps))) + bytes([0, 63, 0])
+    out += seg(0xDA, sos)
+    dc_code = {s: (s, 4) for s in dc_syms}
+    ac_code = {s: (k, 8) for k, s in enumerate(ac_syms)}
+    bw = BitWriter()
+    prev = [0] * len(comps)
+
+    def mag(v):
+        s = abs(v).bit_length()
+        return s, (v if v >= 0 else v + (1 << s) - 1)
+
+    def block(i, C):
+        s, bits = mag(C[0] - prev[i])
+        assert s <= 11
+        prev[i] = C[0]
+        bw.put(*dc_code[s])
+        bw.put(bits, s)
+        run = 0
+        for k in range(1, 64):
+            v = C[ZZ[k]]
+            if v == 0:
+                run += 1
+                continue
+            while run > 15:
+                bw.put(*ac_code[0xF0])
+                run -= 16
+            s, bits = mag(v)
+            assert 1 <= s <= 10
+            bw.put(*ac_code[(run << 4) | s])
+            bw.put(bits, s)
+            run = 0
+        if run:
+            bw.put(*ac_code[0x00])
+
+    geo = c4_geometry(W, H, comps)
+
+    def get(i, bx, by):
+        C = grids[i].get((bx, by))
+        return C if C is not None else [prev[i]] + [0] * 63
+
+    if len(comps) == 1:
+        dw, dh, nbx, nby, _, _ = geo[0]
+        for by in range(nby):
+            for bx in range(nbx):
+                block(0, get(0, bx, by))
+    else:
+        hmax = max(c[0] for c in comps)
+        vmax = max(c[1] for c in comps)
+        for my in range(math.ceil(H / (8 * vmax))):
+            for mx in range(math.ceil(W / (8 * hmax))):
+                for i, (h, v, _t) in enumerate(comps):
+                    for yy in range(v):
+                        for xx in range(h):
+                            block(i, get(i, mx * h + xx, my * v + yy))
+    return out + bw.flush() + b"\xff\xd9"
+
+
+def jpeg_case(W, H, comps, qtables, seed, noise=1):
+    rng = np.random.default_rng(seed)
+    hmax = max(c[0] for c in comps)
+    vmax = max(c[1] for c in comps)
+    grids = []
+    for i, (h, v, t) in enumerate(comps):
+        # cover the MCU-padded grid so that libjpeg sees real data everywhere
+        ph = math.ceil(H / (8 * vmax)) * v * 8
+        pw = math.ceil(W / (8 * hmax)) * h * 8
+        plane = smooth_plane(ph, pw, seed=seed + i, amp=90 if i == 0 else 40)
+        grids.append(coefficient_grid(plane, qtables[t], rng, noise))
+    return grids
+
+
+def mask_sample(W, H, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    M = (((xx - W * 0.55) / (W * 0.3)) ** 2 + ((yy - H * 0.4) / (H * 0.3)) ** 2 <= 1).astype(np.uint8)
+    M[H - 1, :3] = 1  # touching the bottom-left corner
+    M[0, W - 1] = 1  # a lone pixel at the top-right corner
+    M[rng.integers(0, H, 6), rng.integers(0, W, 6)] = 1
+    return M
+
+
+JPEG_LAYOUTS = {
+    "grey": [(1, 1, 0)],
+    "4:4:4": [(1, 1, 0), (1, 1, 1), (1, 1, 1)],
+    "4:2:0": [(2, 2, 0), (1, 1, 1), (1, 1, 1)],
+    "4:2:2": [(2, 1, 0), (1, 1, 1), (1, 1, 1)],
+    "4:4:0": [(1, 2, 0), (1, 1, 1), (1, 1, 1)],
+    "4:1:1": [(4, 1, 0), (1, 1, 1), (1, 1, 1)],
+    "mixed": [(2, 2, 0), (1, 2, 1), (2, 1, 1)],  # h1v2 and h2v1 in one image
+    "4x2": [(4, 2, 0), (1, 1, 1), (1, 1, 1)],  # replication (4, 2) (10 blocks per MCU, T.81's limit)
+    "4x1+2x1": [(4, 1, 0), (1, 1, 1), (2, 1, 1)],  # replication (4, 1) and fancy (2, 1)
+}
+
+
+@pytest.mark.parametrize(
+    "layout, size, rgb_ids",
+    [
+        ("grey", (21, 19), False),
+        ("4:4:4", (19, 13), False),
+        ("4:4:4", (17, 11), True),  # component ids 'R', 'G', 'B': transform 0
+        ("4:2:0", (37, 29), False),
+        ("4:2:0", (4, 9), False),  # dw = 2: h2v2 by replication
+        ("4:2:0", (6, 5), False),  # dw = 3: the smallest fancy width
+        ("4:2:2", (33, 17), False),
+        ("4:2:2", (3, 10), False),  # dw = 2: h2v1 by replication
+        ("4:2:2", (5, 12), False),  # dw = 3: the smallest fancy width
+        ("4:4:0", (18, 35), False),
+        ("4:1:1", (45, 11), False),
+        ("mixed", (27, 23), False),
+        ("4x2", (41, 19), False),
+        ("4x1+2x1", (46, 9), False),
+    ],
+)
+def test_coding4_matches_libjpeg_on_a_hand_written_jpeg(layout, size, rgb_ids):
+    W, H = size
+    comps = JPEG_LAYOUTS[layout]
+    luma, chroma = ijg(K1, 80), ijg(K2, 80)
+    qtables = [luma, chroma][: 1 + max(c[2] for c in comps)]
+    grids = jpeg_case(W, H, comps, qtables, seed=W * 100 + H)
+    ids = (82, 71, 66) if rgb_ids else (1, 2, 3)
+    jpeg = write_baseline_jpeg(W, H, comps, qtables, grids, ids=ids)
+    with Image.open(io.BytesIO(jpeg)) as im:
+        assert im.size == (W, H)
+        ref = np.asarray(im.convert("L" if len(comps) == 1 else "RGB")).reshape(H, W, -1)
+    M = mask_sample(W, H, seed=W + H)
+    # the tables as kinds 2/3 (IJG quality 80), luminance also as kind 0 in the grey case
+    tables = [(2, 80), (3, 80)][: len(qtables)] if layout != "grey" else [(0, luma)]
+    transform = 0 if (rgb_ids or len(comps) == 1) else 1
+    img = read_ppan(coding4_file(M, comps, tables, grids, transform=transform))
+    np.testing.assert_array_equal(img.pixels[M == 1], ref[M == 1])
+    # the whole image as subject too
+    M1 = np.ones((H, W), np.uint8)
+    img = read_ppan(coding4_file(M1, comps, tables, grids, transform=transform))
+    np.testing.assert_array_equal(img.pixels, ref)
+
+
+def test_coding4_block_selection_by_hand():
+    # 4:2:0, 40 x 24: Y is 5 x 3 blocks, chroma 20 x 12 samples = 3 x 2 blocks.
+    W, H = 40, 24
+    comps = [(2, 2, 0), (1, 1, 0), (1, 1, 0)]
+    M = np.zeros((H, W), np.uint8)
+    M[16, 15] = 1  # Y block (1, 2); chroma: x = 15 reads 7, 8 -> blocks 0, 1; y = 16 reads 7, 8
+    sel = stored_blocks(M, W, H, comps)
+    assert sel[0] == [(1, 2)]
+    assert sel[1] == sel[2] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    # the reader agrees (same stored count: a payload with any other count is rejected)
+    grids = [{k: [0] * 64 for k in s} for s in sel]
+    read_ppan(coding4_file(M, comps, [(2, 50)], grids))
+    for i in range(3):
+        for extra in ((2, 1), None):
+            g2 = [dict(g) for g in grids]
+            sel2 = [list(s) for s in sel]
+            if extra is None:
+                sel2[i] = sel2[i][:-1]
+            else:
+                sel2[i] = sel2[i] + [extra]
+            S = c4_coder1([[[0] * 64 for _ in s] for s in sel2])
+            with pytest.raises(SpecError):
+                read_ppan(coding4_file(M, comps, [(2, 50)], g2, coder_data=brotli.compress(S)))
+
+
+# ----- rejections ----------------------------------------------------------------
+
+
+def _grey_case():
+    W, H = 12, 10
+    M = np.zeros((H, W), np.uint8)
+    M[2:7, 3:11] = 1
+    comps = [(1, 1, 0)]
+    grids = [{(bx, by): [bx + by] + [1] * 63 for bx in range(2) for by in range(2)}]
+    S = c4_coder1([[grids[0][k] for k in stored_blocks(M, W, H, comps)[0]]])
+    return W, H, M, comps, grids, S
+
+
+def _colour_case():
+    W, H = 12, 10
+    M = np.zeros((H, W), np.uint8)
+    M[2:7, 3:11] = 1
+    comps = [(2, 2, 0), (1, 1, 1), (1, 1, 1)]
+    sel = stored_blocks(M, W, H, comps)
+    S = c4_coder1([[[5] + [0] * 63 for _ in s] for s in sel])
+    return W, H, M, comps, S
+
+
+def _file(M, payload, channels):
+    H, W = M.shape
+    B = np.zeros((H, W, channels), np.uint8)
+    return build(channels, None, M, B, subj=subj4(M, payload))
+
+
+def test_coding4_valid_cases_decode():
+    W, H, M, comps, grids, S = _grey_case()
+    read_ppan(_file(M, c4_payload(W, H, comps, [(2, 75)], brotli.compress(S)), 1))
+    W, H, M, comps, S = _colour_case()
+    read_ppan(_file(M, c4_payload(W, H, comps, [(2, 75), (3, 75)], brotli.compress(S)), 3))
+
+
+def test_coding4_header_rejections():
+    W, H, M, comps, S = _colour_case()
+    data = brotli.compress(S)
+    tabs = [(2, 75), (3, 75)]
+    good = c4_payload(W, H, comps, tabs, data)
+
+    def bad_payloads():
+        yield bytes([0]) + good[1:]  # coder 0
+        yield bytes([3]) + good[1:]  # coder 3
+        yield c4_payload(W + 1, H, comps, tabs, data)  # width
+        yield c4_payload(W, H - 1, comps, tabs, data)  # height
+        yield good[:5] + bytes([2]) + good[6:]  # transform 2
+        yield c4_payload(W, H, [(5, 1, 0), (1, 1, 1), (1, 1, 1)], tabs, data)  # h = 5
+        yield c4_payload(W, H, [(0, 1, 0), (1, 1, 1), (1, 1, 1)], tabs, data)  # h = 0
+        yield c4_payload(W, H, [(2, 2, 0), (1, 0, 1), (1, 1, 1)], tabs, data)  # v = 0
+        yield c4_payload(W, H, [(3, 2, 0), (2, 1, 1), (1, 1, 1)], tabs, data)  # 3 / 2
+        yield c4_payload(W, H, [(2, 4, 0), (1, 3, 1), (1, 1, 1)], tabs, data)  # 4 / 3
+        yield c4_payload(W, H, comps, [], data)  # m = 0
+        yield c4_payload(W, H, comps, tabs + [(2, 50), (2, 50)], data)  # m = 4 > n
+        yield c4_payload(W, H, [(2, 2, 0), (1, 1, 2), (1, 1, 1)], tabs, data)  # t >= m
+        yield c4_payload(W, H, comps, [(2, 0), (3, 75)], data)  # quality 0
+        yield c4_payload(W, H, comps, [(2, 75), (3, 101)], data)  # quality 101
+        yield c4_payload(W, H, comps, [(2, 75), (4, 75)], data)  # kind 4
+        yield c4_payload(W, H, comps, [(2, 75), (255, 75)], data)  # kind 255
+        yield c4_payload(W, H, comps[:2], tabs, data)  # n = 2
+        yield c4_payload(W, H, comps + [(1, 1, 1)], tabs, data)  # n = 4
+        yield c4_payload(W, H, comps, tabs, data, transform=1)[:6] + bytes([0]) + good[7:]  # n = 0
+        head_len = len(good) - len(data)
+        for k in range(head_len):  # every truncation inside the fields
+            yield good[:k]
+
+    for payload in bad_payloads():
+        with pytest.raises(SpecError):
+            read_ppan(_file(M, payload, 3))
+    read_ppan(_file(M, good, 3))
+
+    # grey: one component with h or v != 1, transform 1 with n = 1, kinds 0 and 1 truncated
+    W, H, M, comps, grids, S = _grey_case()
+    data = brotli.compress(S)
+    for payload in (
+        c4_payload(W, H, [(2, 1, 0)], [(2, 75)], data),
+        c4_payload(W, H, [(1, 2, 0)], [(2, 75)], data),
+        c4_payload(W, H, comps, [(2, 75)], data, transform=1),
+        c4_payload(W, H, comps, [(0, [1] * 64)], b"")[:-1],
+        c4_payload(W, H, comps, [(1, [1] * 64)], b"")[:-1],
+    ):
+        with pytest.raises(SpecError):
+            read_ppan(_file(M, payload, 1))
+    for kind in (0, 1):
+        read_ppan(_file(M, c4_payload(W, H, comps, [(kind, [1] * 64)], data), 1))
+
+
+def test_coding4_channel_and_component_rules():
+    W, H, M, comps, S = _colour_case()
+    colour = c4_payload(W, H, comps, [(2, 75), (3, 75)], brotli.compress(S))
+    Wg, Hg, Mg, compsg, gridsg, Sg = _grey_case()
+    grey = c4_payload(Wg, Hg, compsg, [(2, 75)], brotli.compress(Sg))
+    with pytest.raises(SpecError):
+        read_ppan(_file(M, colour, 1))  # channels 1 with 3 components
+    with pytest.raises(SpecError):
+        read_ppan(_file(Mg, grey, 3))  # channels 3 with 1 component
+    for payload, Mx in ((colour, M), (grey, Mg)):
+        H_, W_ = Mx.shape
+        B = np.zeros((H_, W_, 4), np.uint8)
+        B[0, 0, 3] = 7
+        with pytest.raises(SpecError):
+            read_ppan(build(4, None, Mx, B, subj=subj4(Mx, payload)))  # channels 4
+    # a box that is not the mask's, and coding 4 with an empty mask
+    x0, y0, w, h = box_of(M)
+    B = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(SpecError):
+        read_ppan(build(3, None, M, B, subj=struct.pack(">BIIII", 4, x0, y0, w, h + 1) + colour))
+    with pytest.raises(SpecError):
+        read_ppan(build(3, None, np.zeros_like(M), B, subj=struct.pack(">BIIII", 4, 0, 0, 0, 0) + colour))
+
+
+def test_coding4_coder1_stream_rejections():
+    W, H, M, comps, grids, S = _grey_case()
+    N = len(stored_blocks(M, W, H, comps)[0])
+    assert len(S) == 64 * N
+
+    def rd(data):
+        return read_ppan(_file(M, c4_payload(W, H, comps, [(2, 75)], data), 1))
+
+    rd(brotli.compress(S))
+    for bad in (
+        brotli.compress(S[:-1]),  # one byte short
+        brotli.compress(S + b"\x00"),  # one byte extra
+        brotli.compress(S + b"\x00\x00"),  # an escape with no 255 byte
+        brotli.compress(b"\xff" + S[1:]),  # a 255 byte without its escape
+        brotli.compress(S)[:-1],  # Brotli stream cut short
+        brotli.compress(S) + b"\x00",  # bytes after the Brotli stream
+        brotli.compress(bytes(3 * 64 * N + 1)),  # over the cap
+        b"",
+    ):
+        with pytest.raises(SpecError):
+            rd(bad)
+    # escapes: z = 255 + 65280 = 65535 is V = −32768 (valid); 65281 gives z = 65536 (invalid)
+    for esc, ok in ((65280, True), (65281, False), (65535, False)):
+        T = b"\xff" + S[1:] + struct.pack(">H", esc)
+        if ok:
+            img = rd(brotli.compress(T))
+            assert img is not None
+        else:
+            with pytest.raises(SpecError):
+                rd(brotli.compress(T))
+
+
+def test_coding4_coder1_dc_wraps_modulo_65536():
+    # DC differences wrap: blocks with DC 32767 then −32768 store V = wrap16(1) = 1 … and back.
+    W, H = 16, 8
+    M = np.ones((H, W), np.uint8)
+    comps = [(1, 1, 0)]
+    grids = [{(0, 0): [32767] + [0] * 63, (1, 0): [-32768] + [0] * 63}]
+    S = c4_coder1([[grids[0][(0, 0)], grids[0][(1, 0)]]])
+    assert S[1] == 2  # V[0][1] = wrap16(−32768 − 32767) = 1 -> z = 2
+    img = read_ppan(coding4_file(M, comps, [(0, [1] * 64)], grids))
+    assert (img.pixels[:, :8, 0] == 255).all() and (img.pixels[:, 8:, 0] == 0).all()
+
+
+def test_coding4_coder2_truncated_payload_rejected():
+    W, H, M, comps, grids, S = _grey_case()
+    for data in (b"", b"\x00\x01\x02"):
+        payload = c4_payload(W, H, comps, [(2, 75)], data, coder=2)
+        with pytest.raises(SpecError):
+            read_ppan(_file(M, payload, 1))
+
+
+# ---------------------------------------------------------------------------
+# §6.4.5 Coder 2: an encoder written from the text (the mirror of the model)
+# ---------------------------------------------------------------------------
+
+NZB_STARTS = [0, 1, 2, 3, 4, 5, 7, 9, 12, 16, 24, 32, 48]  # §6.4.5.5 NZB: 0→1 … 48–63→13
+NRB_STARTS = [2, 3, 4, 5, 7, 10, 15, 23, 40]  # NRB: 0–1→0, 2→1 … 40–63→9
+
+
+def nzb(x):
+    return sum(1 for s in NZB_STARTS if s <= x)
+
+
+def nrb(x):
+    return sum(1 for s in NRB_STARTS if s <= x)
+
+
+INTERIOR_ZZ = [z for z in ZZ if z >= 8 and z % 8 >= 1]
+
+
+class Coder2Encoder(LzmaRangeEncoder):
+    """Contexts and weight sets are created on first use (keyed by region and index)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ctx = {}
+        self.wts = {}
+
+    def code16(self, P, b):
+        bound = (self.range >> 16) * P
+        if b:
+            self.range = bound
+        else:
+            self.low += bound
+            self.range -= bound
+        self._norm()
+
+    @staticmethod
+    def adapt(c, b):
+        rate = 65536 // (c[1] + 3)
+        c[0] = c[0] + (((65536 - c[0]) * rate) >> 16) if b else c[0] - ((c[0] * rate) >> 16)
+        c[0] = min(max(c[0], 64), 65472)
+        c[1] = min(c[1] + 1, 120)
+
+    def cbit(self, key, b):
+        c = self.ctx.setdefault(key, [32768, 0])
+        self.code16(c[0], b)
+        self.adapt(c, b)
+
+    def mixed(self, keys, wkey, b, s4=0):
+        cs = [self.ctx.setdefault(k, [32768, 0]) for k in keys]
+        w = self.wts.setdefault(wkey, [29491, 29491, 29491, 0, 16384])
+        s = [sr.stretch(c[0] >> 4) for c in cs] + [256, s4]
+        dot = min(max(sum(wi * si for wi, si in zip(w, s)) >> 16, -2047), 2047)
+        pm = sr.squash(dot)
+        self.code16(min(max(16 * pm, 64), 65472), b)
+        err = ((b << 12) - pm) * 10
+        for k in range(5):
+            w[k] += (s[k] * err) >> 13
+        for c in cs:
+            self.adapt(c, b)
+
+    def tree(self, nb, bases, wbase, value):
+        node = 1
+        for d in range(nb):
+            b = (value >> (nb - 1 - d)) & 1
+            self.mixed([(r, o + node) for r, o in bases], (wbase[0], wbase[1] + d), b)
+            node = 2 * node + b
+
+    def exponent(self, bases, wbase, f, g, e):
+        for j in range(f, 17):
+            b = int(e > j)
+            s4 = 0 if g is None else min(max((g - j) * 384, -2047), 2047)
+            self.mixed([(r, o + j - f) for r, o in bases], (wbase[0], wbase[1] + j - f), b, s4)
+            if not b:
+                return
+
+    def mantissa(self, e, M, a):
+        for q in range(e - 2, -1, -1):
+            b = (a >> q) & 1
+            if q >= e - 3:
+                self.cbit((M[0], M[1] + 2 * e + (e - 2 - q)), b)
+            else:
+                self.code16(32768, b)
+
+
+def encode_coder2(comps_blocks, tables, n7_override=None) -> bytes:
+    """comps_blocks: per component {(bx, by): 64 coefficients} of its stored blocks only;
+    tables: per component its natural-order Q. Blocks are coded in raster order."""
+    enc = Coder2Encoder()
+    for ci, blocks in enumerate(comps_blocks):
+        cc = 0 if ci == 0 else 1
+        Q = tables[ci]
+        info = {}  # (bx, by) -> (n7, ne, r)
+        last = 0
+        for bx, by in sorted(blocks, key=lambda k: (k[1], k[0])):
+            C = blocks[(bx, by)]
+            nb = {name: ((bx + dx, by + dy) if (bx + dx, by + dy) in info else None)
+                  for name, dx, dy in (("L", -1, 0), ("A", 0, -1), ("AL", -1, -1), ("AR", 1, -1))}  # fmt: skip
+            Cn = {k: (blocks[v] if v else None) for k, v in nb.items()}
+            L, A, AL, AR = Cn["L"], Cn["A"], Cn["AL"], Cn["AR"]
+            iL = info.get(nb["L"]) if nb["L"] else None
+            iA = info.get(nb["A"]) if nb["A"] else None
+
+            def prior(z):
+                if L and A and AL and AR:
+                    x = ((13 * (abs(L[z]) + abs(A[z])) + 6 * (abs(AL[z]) + abs(AR[z]))) * 27) >> 9
+                elif L and A and AL:
+                    x = (13 * (abs(L[z]) + abs(A[z])) + 6 * abs(AL[z])) >> 4
+                elif L and A:
+                    x = abs(L[z]) + abs(A[z])
+                elif L or A:
+                    x = 2 * abs((L or A)[z])
+                else:
+                    return 10
+                return min(x.bit_length(), 9)
+
+            def bnd(X, z0, step):
+                s = 0
+                for t in range(1, 8):
+                    z = z0 + step * t
+                    s += (-1) ** t * X[z] * Q[z] - C[z] * Q[z]
+                return X[z0] * Q[z0] + ((s * 11585 + 4096) >> 13)
+
+            # 1. n7
+            n7 = sum(1 for z in INTERIOR_ZZ if C[z])
+            n7c = n7 if n7_override is None else n7_override
+            bl = nzb(iL[0]) if iL else 0
+            bu = nzb(iA[0]) if iA else 0
+            bavg = nzb((iL[0] + iA[0] + 1) >> 1) if iL and iA else max(bl, bu)
+            bases = [("NZ7A", (cc * 14 + bavg) * 64), ("NZ7B", (bl * 14 + bu) * 64), ("NZ7C", cc * 64)]
+            enc.tree(6, bases, ("NZ7", cc * 6), n7c)
+            if n7c > 49:
+                return enc.finish()
+            # 2. interior
+            rem = n7
+            for i, z in enumerate(INTERIOR_ZZ):
+                if rem == 0:
+                    break
+                band = min(ZZ.index(z) // 5, 9)
+                mb = prior(z)
+                a = (abs(C[z - 8]) if z >= 16 else 0) + (abs(C[z - 1]) if z % 8 >= 2 else 0)
+                ib = min(a.bit_length(), 6)
+                nz_b = nrb(rem)
+                if rem < 49 - i:
+                    keys = [
+                        ("IZ1", (band * 10 + nz_b) * 11 + mb),
+                        ("IZ2", (i * 10 + nz_b) * 7 + ib),
+                        ("IZ3", (band * 11 + mb) * 7 + ib),
+                    ]
+                    enc.mixed(keys, ("IZ", band), int(C[z] != 0), sr.stretch((rem * 4096) // (49 - i)))
+                if C[z] == 0:
+                    continue
+                rem -= 1
+                mag = abs(C[z])
+                e = mag.bit_length()
+                bases = [("IE1", (band * 11 + mb) * 17), ("IE2", (band * 7 + ib) * 17), ("IE3", (band * 10 + nz_b) * 17)]
+                enc.exponent(bases, ("IE", 0), 1, mb - 1 if mb < 10 else None, e)
+                rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
+                enc.mantissa(e, ("MANT", rel * 36), mag)
+                enc.code16(32768, int(C[z] < 0))
+            # 3. edges
+            ne = [0, 0]
+            for edge in (0, 1):
+                across = 1 if edge == 0 else 8
+                X = L if edge == 0 else A
+                iX = iL if edge == 0 else iA
+                zs = [8 * t if edge == 0 else t for t in range(8)]
+                p = [None] * 8
+                if X:
+                    for t in range(1, 8):
+                        q = max(Q[zs[t]], 1)
+                        p[t] = (2 * bnd(X, zs[t], across) + q) // (2 * q)
+                n_p = sum(1 for v in p[1:] if v) if X else 8
+                ne[edge] = sum(1 for t in range(1, 8) if C[zs[t]])
+                bases = [
+                    ("NZEA", ((edge * 7 + min(n7.bit_length(), 6)) * 9 + n_p) * 8),
+                    ("NZEB", ((edge * 9 + n_p) * 9 + (iX[1][edge] if iX else 8)) * 8),
+                    ("NZEC", ((cc * 2 + edge) * 14 + nzb(n7)) * 8),
+                ]
+                enc.tree(3, bases, ("NZE", (cc * 2 + edge) * 3), ne[edge])
+                rem = ne[edge]
+                for t in range(1, 8):
+                    if rem == 0:
+                        break
+                    z = zs[t]
+                    if X:
+                        pt = p[t]
+                        pb = 1 + min(abs(pt).bit_length(), 10)
+                        hint = {0: 0, 1: 1, -1: 3}.get(pt, 2 if pt > 0 else 4)
+                    else:
+                        pb = hint = 0
+                    mb = prior(z)
+                    ib = min(abs(C[z + across]).bit_length(), 6)
+                    pos = edge * 7 + t - 1
+                    if rem < 8 - t:
+                        keys = [
+                            ("EZ1", (pos * 7 + rem - 1) * 12 + pb),
+                            ("EZ2", pos * 11 + mb),
+                            ("EZ3", (pos * 12 + pb) * 7 + ib),
+                        ]
+                        enc.mixed(keys, ("EZ", edge), int(C[z] != 0), sr.stretch((rem * 4096) // (8 - t)))
+                    if C[z] == 0:
+                        continue
+                    rem -= 1
+                    mag = abs(C[z])
+                    e = mag.bit_length()
+                    bases = [("EE1", (edge * 12 + pb) * 17), ("EE2", (edge * 11 + mb) * 17), ("EE3", (pos * 7 + rem) * 17)]
+                    enc.exponent(bases, ("EE", edge * 17), 1, pb - 1 if X else None, e)
+                    if not X:
+                        rel = 0
+                    else:
+                        lp = abs(pt).bit_length()
+                        rel = 1 if lp < e else 4 if lp > e else 3 if (e >= 2 and (abs(pt) >> (e - 2)) & 1) else 2
+                    enc.mantissa(e, ("MANT", (6 + rel) * 36), mag)
+                    enc.cbit(("ESIGN", edge * 5 + hint), int(C[z] < 0))
+            # 4. DC
+            q00 = max(Q[0], 1)
+            rdiv = lambda a, q: (2 * a + q) // (2 * q)  # noqa: E731
+            if L and A:
+                pl, pu = bnd(L, 0, 1), bnd(A, 0, 8)
+                pred, act = rdiv((pl + pu) >> 1, q00), min((abs(pl - pu) // q00).bit_length(), 12)
+            elif L or A:
+                pred, act = (rdiv(bnd(L, 0, 1), q00) if L else rdiv(bnd(A, 0, 8), q00)), 13
+            else:
+                pred, act = last, 14
+            pred = min(max(pred, -32768), 32767)
+            if iL and iA:
+                rb = (iL[2] + iA[2] + 1) >> 1
+            else:
+                rb = iL[2] if iL else iA[2] if iA else 16
+            rb = min(rb, 16)
+            res = C[0] - pred
+            e = abs(res).bit_length()
+            bases = [("DC1", (cc * 15 + act) * 18), ("DC2", (cc * 14 + nzb(n7)) * 18), ("DC3", (cc * 17 + rb) * 18)]
+            enc.exponent(bases, ("DC", cc * 18), 0, None, e)
+            if e:
+                enc.mantissa(e, ("DCM", cc * 36), abs(res))
+                enc.cbit(("DCS", cc * 15 + act), int(res < 0))
+            last = C[0]
+            info[(bx, by)] = (n7, ne, e)
+    return enc.finish()
+
+
+def coder2_data(M, comps, tables, grids, **kw):
+    H, W = M.shape
+    sel = stored_blocks(M, W, H, comps)
+    Qs = [table_values(*tables[t]) for _h, _v, t in comps]
+    return encode_coder2([{k: grids[i][k] for k in sel[i]} for i in range(len(comps))], Qs, **kw)
+
+
+@pytest.mark.parametrize(
+    "layout, size",
+    [("grey", (29, 21)), ("4:2:0", (37, 29)), ("4:4:4", (19, 13)), ("mixed", (27, 23)), ("4:2:2", (5, 12))],
+)
+def test_coding4_coder2_roundtrip_matches_libjpeg(layout, size):
+    # The same coefficients as the Pillow comparison above, through coder 2.
+    W, H = size
+    comps = JPEG_LAYOUTS[layout]
+    luma, chroma = ijg(K1, 80), ijg(K2, 80)
+    qtables = [luma, chroma][: 1 + max(c[2] for c in comps)]
+    grids = jpeg_case(W, H, comps, qtables, seed=W * 100 + H, noise=2)
+    with Image.open(io.BytesIO(write_baseline_jpeg(W, H, comps, qtables, grids))) as im:
+        ref = np.asarray(im.convert("L" if len(comps) == 1 else "RGB")).reshape(H, W, -1)
+    tables = [(2, 80), (3, 80)][: len(qtables)]
+    for M in (mask_sample(W, H, seed=W + H), np.ones((H, W), np.uint8)):
+        data = coder2_data(M, comps, tables, grids)
+        payload = c4_payload(W, H, comps, tables, data, coder=2)
+        img = read_ppan(_file(M, payload, 3 if len(comps) == 3 else 1))
+        np.testing.assert_array_equal(img.pixels[M == 1], ref[M == 1])
+        # and coder 1 of the same coefficients gives the same pixels
+        img1 = read_ppan(coding4_file(M, comps, tables, grids))
+        np.testing.assert_array_equal(img1.pixels[M == 1], img.pixels[M == 1])
+
+
+def test_coding4_coder2_extreme_values():
+    # 16-bit extremes: AC −32768 (valid), DCs that jump across the range, with tables of 1s.
+    W, H = 24, 16
+    M = np.ones((H, W), np.uint8)
+    comps = [(1, 1, 0)]
+    rng = np.random.default_rng(8)
+    grid = {}
+    for by in range(2):
+        for bx in range(3):
+            C = [int(v) for v in rng.integers(-3, 4, 64) * (rng.random(64) < 0.4)]
+            grid[(bx, by)] = C
+    grid[(0, 0)][0] = 32767
+    grid[(1, 0)][0] = -32768
+    grid[(2, 1)][9] = -32768
+    grid[(1, 1)][1] = 32767  # top edge coefficient
+    grid[(0, 1)][8] = -20000  # left edge coefficient
+    tables = [(0, [1] * 64)]
+    data = coder2_data(M, comps, tables, [grid])
+    img2 = read_ppan(_file(M, c4_payload(W, H, comps, tables, data, coder=2), 1))
+    img1 = read_ppan(coding4_file(M, comps, tables, [grid]))
+    np.testing.assert_array_equal(img2.pixels, img1.pixels)
+
+
+def test_coding4_coder2_rejections():
+    W, H, M, comps, grids, _S = _grey_case()
+    tables = [(2, 75)]
+    sel = stored_blocks(M, W, H, comps)[0]
+    Q = [table_values(*tables[0])]
+
+    def payload(blocks, **kw):
+        return c4_payload(W, H, comps, tables, encode_coder2([blocks], Q, **kw), coder=2)
+
+    good = {k: list(grids[0][k]) for k in sel}
+    data = payload(good)
+    read_ppan(_file(M, data, 1))
+    bads = [data[:-1], data + b"\x00", data[: len(data) - len(encode_coder2([good], Q)) + 3]]
+    bads.append(payload(good, n7_override=50))  # an interior count above 49
+    bads.append(payload(good, n7_override=63))
+    b = {k: list(v) for k, v in good.items()}
+    b[sel[0]][9] = 32768  # a positive 32768 (interior)
+    bads.append(payload(b))
+    b = {k: list(v) for k, v in good.items()}
+    b[sel[-1]][24] = 40000  # beyond 32768 (left edge)
+    bads.append(payload(b))
+    b = {k: list(v) for k, v in good.items()}
+    b[sel[0]][0] = 40000  # a DC outside 16 bits
+    bads.append(payload(b))
+    for bad in bads:
+        with pytest.raises(SpecError):
+            read_ppan(_file(M, bad, 1))
+    b = {k: list(v) for k, v in good.items()}
+    b[sel[0]][9] = -32768  # valid
+    read_ppan(_file(M, payload(b), 1))

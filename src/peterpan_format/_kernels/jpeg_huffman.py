@@ -143,12 +143,9 @@ def _restart(data, S, expected):
 @numba.njit(cache=True, nogil=True, inline="always")
 def _block_baseline(data, luts, coef, b, dct, act, pred, S):
     """Decode one sequential block into coef[b]; (status, new DC predictor, state)."""
-    s, S = _huff(data, luts, dct, S)
-    if s < 0 or s > 15:
-        return ERR_BAD_CODE, pred, S
-    v, S = _bits(data, s, S)
-    pred = pred + _extend(v, s)
-    coef[b, 0] = np.int16(pred)
+    status, pred, S = _block_dc_first(data, luts, coef, b, dct, pred, 0, S)
+    if status != OK:
+        return status, pred, S
     k = 1
     while k < 64:
         rs, S = _huff(data, luts, 4 + act, S)
