@@ -1,11 +1,18 @@
-"""Context-modelling binary range coder of the subject pixels: SUBJ coding 3 (spec §6.3).
+"""Context-modelling binary range coder of the subject pixels: SUBJ codings 3 and 5.
 
-The planes are those of coding 2 with 128 added to the colour differences. The box is
-visited in raster order, all planes of a pixel in turn; each value is MED-predicted and
-its residual is binarised (zero flag, sign, exponent in unary, mantissa) into binary
-decisions that an LZMA-style range coder codes with adaptive 12-bit probabilities, picked
-by a small context: the local activity, and for the colour planes the local texture and
-the residual of the first colour plane.
+Coding 3 (spec §6.3, ``near`` = 0) is lossless. The planes are those of coding 2 with 128
+added to the colour differences. The box is visited in raster order, all planes of a pixel
+in turn; each value is MED-predicted and its residual is binarised (zero flag, sign,
+exponent in unary, mantissa) into binary decisions that an LZMA-style range coder codes
+with adaptive 12-bit probabilities, picked by a small context: the local activity, and for
+the colour planes the local texture and the residual of the first colour plane.
+
+Coding 5 (spec/_draft_coding5.md, ``near`` = N in 1 … 31) is the same coder made
+near-lossless in the manner of JPEG-LS: the colour planes are R − G' and B − G' with G' the
+reconstructed G (no offset, no wrap), the residual is quantised to steps of 2N + 1 and the
+predictions and contexts read the reconstructed values, so that every channel of every
+subject pixel comes back within N of the original. Both codings run through one kernel;
+``near`` selects the plane mapping and reconstruction in loop-invariant branches.
 """
 
 import numba
@@ -16,12 +23,17 @@ from . import as_box, as_u8
 ERR_CHANNELS = -1
 ERR_TRUNCATED = -2
 ERR_TRAILING = -3
+ERR_NEAR = -4
 
 CM_ERRORS = {
     ERR_CHANNELS: "channels must be 1, 3 or 4",
     ERR_TRUNCATED: "subject stream ends before the last value",
     ERR_TRAILING: "bytes left over after the last subject value",
+    ERR_NEAR: "the maximum error must be 0 to 31",
 }
+
+#: the largest maximum error (coding 5's N)
+NEAR_MAX = 31
 
 PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
@@ -40,6 +52,10 @@ SLOTS = 16
 #: contexts per plane: activity x texture (4) x sign of the first colour plane's residual (3)
 PLANE_PROBS = NQ * 4 * 3 * SLOTS
 PLANE_SIGNS = 81
+#: coding 5 divides 0 … DIV_MAX by its step 2N + 1 as (x · ceil(2^DIV_SHIFT / step)) >> DIV_SHIFT,
+#: which is exact there (tests/test_entropy.py checks every case)
+DIV_SHIFT = 20
+DIV_MAX = 3 * 510
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,9 +86,22 @@ def _med(W, N, NW):
 
 
 @numba.njit(inline="always")
-def _context(p, W, N, NW, NE, eW, eN, eNW, eNE, colour, u):
-    """(offset of the context's probabilities, offset of the sign probability) (§6.3)."""
-    act = abs(W - NW) + abs(N - NW) + abs(N - NE) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+def _div_mul(step):
+    """The multiplier that divides 0 … DIV_MAX by ``step`` (odd, 1 … 63)."""
+    return -((-1 << DIV_SHIFT) // step)
+
+
+@numba.njit(inline="always")
+def _context(p, W, N, NW, NE, eW, eN, eNW, eNE, colour, u, near, div):
+    """(offset of the context's probabilities, offset of the sign probability) (§6.3).
+
+    With ``near`` = N > 0 the gradient part of the activity is divided by 2N + 1, the step
+    of the quantised residuals eW … eNE (coding 5); ``div`` is _div_mul(2N + 1).
+    """
+    grad = abs(W - NW) + abs(N - NW) + abs(N - NE)
+    if near:
+        grad = (grad * div) >> DIV_SHIFT
+    act = grad + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
     ctx = QTAB[min(act, ACT_CAP)]
     sctx = 3 * _sgn3(eW) + _sgn3(eN) + 9 * _sgn3(eNE + eNW)
     if colour:
@@ -118,11 +147,41 @@ def _dbypass(data, size, pos, rng, code):
     return bit, pos, rng, code
 
 
+@numba.njit(inline="always")
+def _reconstruct(pred, e, near, step, g, colour):
+    """The reconstructed plane value of a residual e: coding 3 (near = 0) wraps mod 256;
+    coding 5 steps e by 2N + 1 and clamps the channel (G' + value for a colour plane, G'
+    the reconstructed G) to 0 … 255."""
+    if near == 0:
+        return (pred + e) & 255
+    v = pred + e * step
+    if colour:
+        return min(max(g + v, 0), 255) - g
+    return min(max(v, 0), 255)
+
+
 @numba.njit(cache=True, nogil=True)
-def _cm_decode(data, mask, channels):
+def _cm_decode(data, mask, channels, near):
     h, w = mask.shape
     if channels != 1 and channels != 3 and channels != 4:
         return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
+    if near < 0 or near > NEAR_MAX:
+        return np.zeros((h, w, 0), np.uint8), ERR_NEAR
+    # one loop, inlined twice: with the constant 0 the compiler drops coding 5's branches
+    # from coding 3's loop (measured: otherwise coding 3 decodes ~5% slower)
+    if near == 0:
+        return _decode_box(data, mask, channels, 0)
+    return _decode_box(data, mask, channels, near)
+
+
+@numba.njit(inline="always")
+def _decode_box(data, mask, channels, near):
+    h, w = mask.shape
+    step = 2 * near + 1
+    div = _div_mul(step)
+    # coding 3 offsets the colour differences by 128 (mod 256); coding 5 keeps G' + value
+    # in 0 … 255, so the same expression gives R' and B' in both
+    offset = 128 if near == 0 else 0
     out = np.empty((h, w, channels), np.uint8)
     size = data.size
     pos = 0
@@ -167,7 +226,8 @@ def _cm_decode(data, mask, channels):
                     colour = channels > 1 and (p == 1 or p == 2)
                     u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
                     ctx, sctx = _context(
-                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1], colour, u
+                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1],
+                        colour, u, near, div,
                     )
                     # zero flag, sign, exponent k in unary (at most 7 ones), mantissa
                     bit, pos, rng, code = _dbit(data, size, pos, rng, code, probs, ctx)
@@ -187,15 +247,15 @@ def _cm_decode(data, mask, channels):
                                 bit, pos, rng, code = _dbypass(data, size, pos, rng, code)
                                 m = 2 * m + bit
                         e = (m ^ -neg) + neg
-                V[p, r, X] = (pred + e) & 255
+                V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
                 E[p, r, X] = e
             if channels == 1:
                 out[y, X - 1, 0] = V[0, r, X]
             else:
                 g = V[0, r, X]
-                out[y, X - 1, 0] = (V[1, r, X] + g - 128) & 255
+                out[y, X - 1, 0] = (V[1, r, X] + g - offset) & 255
                 out[y, X - 1, 1] = g
-                out[y, X - 1, 2] = (V[2, r, X] + g - 128) & 255
+                out[y, X - 1, 2] = (V[2, r, X] + g - offset) & 255
                 if channels == 4:
                     out[y, X - 1, 3] = V[3, r, X]
     if pos > size:
@@ -286,8 +346,21 @@ def _grow(out, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cm_encode(pixels, mask):
+def _cm_encode(pixels, mask, near, keep):
+    """(stream, reconstruction): with ``keep`` the reconstruction is what the decoder
+    returns for the stream, else it is empty."""
+    if near == 0:  # as in _cm_decode
+        return _encode_box(pixels, mask, 0, keep)
+    return _encode_box(pixels, mask, near, keep)
+
+
+@numba.njit(inline="always")
+def _encode_box(pixels, mask, near, keep):
     h, w, channels = pixels.shape
+    step = 2 * near + 1
+    div = _div_mul(step)
+    offset = 128 if near == 0 else 0
+    recon = np.empty((h, w, channels) if keep else (0, 0, channels), np.uint8)
     out = np.empty(channels * _count(mask) // 2 + 64, np.uint8)
     st = np.array([0, MASK32, 0, 1, 0], np.int64)
     # a value takes at most 1 + 1 + 7 + 1 + 6 = 16 decisions
@@ -313,11 +386,16 @@ def _cm_encode(pixels, mask):
             subject = mask[y, X - 1] != 0
             if channels == 1:
                 values[0] = pixels[y, X - 1, 0]
-            else:
+            elif near == 0:
                 g = np.int64(pixels[y, X - 1, 1])
                 values[0] = g
                 values[1] = (np.int64(pixels[y, X - 1, 0]) - g + 128) & 255
                 values[2] = (np.int64(pixels[y, X - 1, 2]) - g + 128) & 255
+                values[3] = pixels[y, X - 1, channels - 1]
+            else:  # R and B here; R - G' and B - G' once G' is known
+                values[0] = pixels[y, X - 1, 1]
+                values[1] = pixels[y, X - 1, 0]
+                values[2] = pixels[y, X - 1, 2]
                 values[3] = pixels[y, X - 1, channels - 1]
             for p in range(channels):
                 W = V[p, r, X - 1]
@@ -330,16 +408,21 @@ def _cm_encode(pixels, mask):
                     NW = V[p, a, X - 1]
                     NE = V[p, a, X + 1]
                 pred = _med(W, N, NW)
-                v = pred
                 e = np.int64(0)
                 if subject:
                     colour = channels > 1 and (p == 1 or p == 2)
                     u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
                     ctx, sctx = _context(
-                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1], colour, u
+                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1],
+                        colour, u, near, div,
                     )
-                    v = values[p]
-                    e = ((v - pred + 128) & 255) - 128
+                    if near == 0:
+                        e = ((values[p] - pred + 128) & 255) - 128
+                    else:
+                        d = values[p] - (V[0, r, X] if colour else 0) - pred
+                        e = ((abs(d) + near) * div) >> DIV_SHIFT
+                        if d < 0:
+                            e = -e
                     nd = _emit(probs, ctx, e != 0, dec, nd)
                     if e != 0:
                         nd = _emit(sprobs, sctx, e < 0, dec, nd)
@@ -354,31 +437,56 @@ def _cm_encode(pixels, mask):
                             for j in range(k - 2, -1, -1):
                                 dec[nd] = ((m >> j) & 1) << PROB_BITS
                                 nd += 1
-                V[p, r, X] = v
+                V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
                 E[p, r, X] = e
+        # the decoder's output (the reconstruction), in a pass of its own
+        for X in range(1, w + 1 if keep else 1):
+            if channels == 1:
+                recon[y, X - 1, 0] = V[0, r, X]
+            else:
+                g = V[0, r, X]
+                recon[y, X - 1, 0] = (V[1, r, X] + g - offset) & 255
+                recon[y, X - 1, 1] = g
+                recon[y, X - 1, 2] = (V[2, r, X] + g - offset) & 255
+                if channels == 4:
+                    recon[y, X - 1, 3] = V[3, r, X]
         # a decision shifts out at most 2 bytes (p >= 1 keeps range >= 2^12); the pending
         # bytes (cache size) are written at the latest with them
         out = _grow(out, st[4] + st[3] + 2 * nd + 16)
         _rc_encode(dec, nd, out, st)
     out = _grow(out, st[4] + st[3] + 8)
     _rc_flush(out, st)
-    return out[1 : st[4]].copy()
+    return out[1 : st[4]].copy(), recon
 
 
-def cm_encode(pixels, mask) -> np.ndarray:
-    """The SUBJ coding 3 stream (uint8) of a box crop uint8[h, w, C] (C = 1, 3, 4).
+def _check_near(near) -> int:
+    if isinstance(near, bool) or not isinstance(near, (int, np.integer)) or not 0 <= near <= NEAR_MAX:
+        raise ValueError(f"near must be an integer 0 to {NEAR_MAX}, not {near!r}")
+    return int(near)
 
-    ``mask`` is the uint8[h, w] mask crop (nonzero = subject).
+
+def cm_encode(pixels, mask, near: int = 0, *, reconstruction: bool = False):
+    """The range-coded stream (uint8) of a box crop uint8[h, w, C] (C = 1, 3, 4).
+
+    ``mask`` is the uint8[h, w] mask crop (nonzero = subject). ``near`` = 0 gives SUBJ
+    coding 3 (lossless); ``near`` = N in 1 … 31 gives the stream of SUBJ coding 5 (without
+    its leading byte N), whose decoded subject pixels are within N of ``pixels`` in every
+    channel. With ``reconstruction`` the result is (stream, values): values is what
+    ``cm_decode`` returns for the stream, background pixels of the box included.
     """
-    return _cm_encode(*as_box(pixels, mask))
+    stream, values = _cm_encode(*as_box(pixels, mask), _check_near(near), bool(reconstruction))
+    return (stream, values) if reconstruction else stream
 
 
-def cm_decode(data, mask, channels: int) -> tuple[np.ndarray, int]:
-    """Decode a SUBJ coding 3 stream into (uint8[h, w, channels] values, status).
+def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int]:
+    """Decode a SUBJ coding 3 (``near`` = 0) or 5 (``near`` = N) stream into
+    (uint8[h, w, channels] values, status).
 
-    Status 0 means success; a negative status is a key of ``CM_ERRORS``. Values at
-    background pixels of the box are the predictions of §6.3. Any input bytes are safe:
-    the work is bounded by channels x h x w values and nothing past ``data`` is read.
+    Status 0 means success; a negative status is a key of ``CM_ERRORS`` (``near`` outside
+    0 … 31 is ERR_NEAR). Values at background pixels of the box are the predictions of §6.3
+    (coding 5: reconstructed with a zero residual). Any input bytes are safe: the work is
+    bounded by channels x h x w values and nothing past ``data`` is read.
     """
-    out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels))
+    near = int(near) if 0 <= near <= NEAR_MAX else -1
+    out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels), near)
     return out, int(status)
