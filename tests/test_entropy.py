@@ -1,4 +1,4 @@
-"""SUBJ coding 3 (spec §6.3) and its near-lossless form, coding 5 (spec/_draft_coding5.md):
+"""SUBJ coding 3 (spec §6.3) and its near-lossless form, coding 5 (spec/FORMAT.md §6.5):
 the range-coder kernels, an independent decoder written from the spec text alone, a model of
 coding 5's reconstruction, and bounds safety on garbage input."""
 
@@ -61,7 +61,7 @@ def sgn3(x):
 
 def spec_decode(payload: bytes, mask: np.ndarray, channels: int, near: int = 0) -> np.ndarray:
     """Spec §6.3 as written (with ``near`` = N >= 1: the stream of coding 5 after its byte N,
-    as spec/_draft_coding5.md writes it): the values of the box, or Reject."""
+    as spec/FORMAT.md §6.5 writes it): the values of the box, or Reject."""
     h, w = mask.shape
     step = 2 * near + 1
     pos = 0

@@ -7,7 +7,7 @@ exponent in unary, mantissa) into binary decisions that an LZMA-style range code
 with adaptive 12-bit probabilities, picked by a small context: the local activity, and for
 the colour planes the local texture and the residual of the first colour plane.
 
-Coding 5 (spec/_draft_coding5.md, ``near`` = N in 1 … 31) is the same coder made
+Coding 5 (spec/FORMAT.md §6.5, ``near`` = N in 1 … 31) is the same coder made
 near-lossless in the manner of JPEG-LS: the colour planes are R − G' and B − G' with G' the
 reconstructed G (no offset, no wrap), the residual is quantised to steps of 2N + 1 and the
 predictions and contexts read the reconstructed values, so that every channel of every
