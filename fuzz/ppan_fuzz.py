@@ -356,13 +356,16 @@ def encode_file(width, height, channels, mask_kind="ellipse", seed=0, **params) 
     """A valid .ppan file of a synthetic image (via the Pillow plugin).
 
     With subject_coding="jpeg" the image is first saved as a JPEG and decoded, so that
-    SUBJ coding 4 can keep its coefficients (an RGBA image uses "auto" instead).
+    SUBJ coding 4 can keep its coefficients (an RGBA image uses "auto" instead);
+    subject_coding="cm-near" writes SUBJ coding 5 with a maximum error of 1 to 4.
     """
     import peterpan_format  # noqa: F401  (registers the plugin)
     from PIL import Image
 
     out = io.BytesIO()
     image = image_of(synthetic_pixels(width, height, channels, seed))
+    if params.get("subject_coding") == "cm-near":
+        params.update(subject_coding="cm", subject="near-lossless", max_error=1 + seed % 4)
     if params.get("subject_coding") == "jpeg" and channels == 4:
         params["subject_coding"] = "auto"
     elif params.get("subject_coding") == "jpeg":

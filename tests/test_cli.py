@@ -96,10 +96,12 @@ def test_jpeg_inputs_keep_their_coefficients_unless_told(photos):
     args = [photos / "in" / "hsd-232.jpg", "--mask", photos / "masks" / "hsd-232.png"]
     ppan("encode", *args, "-o", photos / "kept")
     ppan("encode", *args, "-o", photos / "pixels", "--subject-coding", "cm")
-    kept = json.loads(ppan("info", "--json", photos / "kept" / "hsd-232.ppan").stdout)
-    pixels = json.loads(ppan("info", "--json", photos / "pixels" / "hsd-232.ppan").stdout)
-    assert (kept["subject"]["coding"], pixels["subject"]["coding"]) == ("jpeg", "cm")
-    assert kept["file_bytes"] < pixels["file_bytes"]
+    ppan("encode", *args, "-o", photos / "near", "--subject", "near-lossless", "--max-error", "6",
+         "--subject-coding", "cm")
+    kept, pixels, near = (json.loads(ppan("info", "--json", photos / d / "hsd-232.ppan").stdout)
+                          for d in ("kept", "pixels", "near"))
+    assert [f["subject"]["coding"] for f in (kept, pixels, near)] == ["jpeg", "cm", "cm-near"]
+    assert kept["file_bytes"] < pixels["file_bytes"] and near["file_bytes"] < pixels["file_bytes"]
 
 
 def test_decode_to_png(photos):

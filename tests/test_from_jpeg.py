@@ -171,3 +171,16 @@ def test_shared_photo_subject_exact():
     assert subj_coding(ppan) == CODINGS["jpeg"]
     assert len(ppan) < 0.5 * len(data)
     np.testing.assert_array_equal(as_array(decode(ppan))[mask], pillow_pixels(data)[mask])
+
+
+@pytest.mark.parametrize("max_error", [1, 8])
+def test_near_lossless_keeps_the_smaller_of_coefficients_and_coding_5(max_error):
+    data = jpeg_bytes(size=(96, 80), quality=90)
+    mask = blob((96, 80))
+    params = {"mask": mask, "subject": "near-lossless", "max_error": max_error}
+    auto = peterpan_format.from_jpeg(data, **params)
+    sizes = {coding: len(peterpan_format.from_jpeg(data, subject_coding=coding, **params)) for coding in ("jpeg", "cm")}
+    assert len(auto) == min(sizes.values())
+    assert subj_coding(auto) == (CODINGS["jpeg"] if sizes["jpeg"] <= sizes["cm"] else CODINGS["cm-near"])
+    error = np.abs(as_array(decode(auto)).astype(int) - pillow_pixels(data).astype(int))[mask]
+    assert error.max() <= max_error

@@ -103,11 +103,41 @@ def test_bad_mask_is_value_error(bad_mask):
     {"background_scale": 0}, {"background_scale": 9}, {"background_scale": 2.5},
     {"background_quality": 101}, {"feather": -1}, {"feather": 33},
     {"subject": "jpeg2000"}, {"subject_coding": "png"},
+    {"max_error": 2}, {"subject": "near-lossless", "max_error": 0}, {"subject": "near-lossless", "max_error": 32},
+    {"subject": "high", "max_error": 2}, {"subject_quality": 90}, {"subject": "high", "subject_quality": 101},
+    {"subject": "near-lossless", "subject_coding": "webp"}, {"subject": "high", "subject_coding": "med"},
 ])
 def test_bad_options_are_value_errors(params):
     image, mask = synthetic("RGB")
     with pytest.raises(ValueError):
         encode(image, mask=mask, **params)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("params, bound", [
+    ({"subject": "near-lossless"}, 2), ({"subject": "near-lossless", "max_error": 1}, 1),
+    ({"subject": "near-lossless", "max_error": 31}, 31), ({"subject": "high"}, 2),
+    ({"subject": "high", "subject_quality": 95}, 1), ({"subject": "high", "subject_quality": 50}, 10),
+])
+def test_near_lossless_and_high_stay_within_their_error(mode, params, bound):
+    image, mask = synthetic(mode, seed=3)
+    data = encode(image, mask=mask, **params)
+    error = np.abs(as_array(decode(data)).astype(int) - as_array(image).astype(int))[mask]
+    assert error.max() <= bound and (bound > 2 or error.max() == bound)  # the error is used, not wasted
+    assert len(data) < len(encode(image, mask=mask))
+
+
+def test_photo_near_lossless_psnr_and_size():
+    image, mask = photo("hsd-232")
+    lossless = encode(image, mask=mask)
+    sizes = []
+    for n in (1, 2, 4):
+        data = encode(image, mask=mask, subject="near-lossless", max_error=n)
+        error = as_array(decode(data)).astype(float)[mask] - as_array(image).astype(float)[mask]
+        assert np.abs(error).max() <= n
+        assert 10 * np.log10(255**2 / np.mean(error**2)) >= 20 * np.log10(255 / n)
+        sizes.append(len(data))
+    assert len(lossless) > sizes[0] > sizes[1] > sizes[2]
 
 
 @pytest.mark.parametrize("mode, expected", [("1", "L"), ("P", "RGB"), ("LA", "RGBA"), ("PA", "RGBA")])

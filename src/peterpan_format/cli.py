@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
 def _add_save_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background-scale", type=int, metavar="N")
     parser.add_argument("--background-quality", type=int, metavar="Q")
-    parser.add_argument("--subject", metavar="MODE", help="subject quality mode (default lossless)")
+    parser.add_argument("--subject", metavar="MODE",
+                        help="lossless (default), near-lossless, high or jpeg")
+    parser.add_argument("--max-error", type=int, metavar="N",
+                        help="near-lossless: largest error per channel, 1-31 (default 2)")
+    parser.add_argument("--subject-quality", type=int, metavar="Q",
+                        help="high: quality 1-100 (default 90: largest error 2)")
     parser.add_argument("--subject-coding", metavar="CODING",
                         help="auto (default: a JPEG input keeps its own DCT coefficients, other inputs "
                              "use cm), or one of cm, webp, med, jpeg; cm codes a JPEG's pixels instead")
@@ -81,7 +86,8 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _save_params(args: argparse.Namespace) -> dict:
-    names = ("background_scale", "background_quality", "subject", "subject_coding", "feather", "segmenter")
+    names = ("background_scale", "background_quality", "subject", "subject_coding", "max_error",
+             "subject_quality", "feather", "segmenter")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

@@ -17,6 +17,8 @@ MAX_CHUNK_LENGTH = 1 << 30
 MAX_DIMENSION = 65535
 MAX_SCALE = 8
 MAX_FEATHER = 32
+#: the largest maximum error of SUBJ coding 5 (§6.5)
+MAX_ERROR = 31
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 CHANNELS = {mode: channels for channels, mode in MODES.items()}
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from .container import MAX_FEATHER, MAX_SCALE
+from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
 
-SUBJECT_MODES = ("lossless", "jpeg")
+SUBJECT_MODES = ("lossless", "near-lossless", "high", "jpeg")
 SUBJECT_CODINGS = ("auto", "webp", "med", "cm", "jpeg")
+DEFAULT_MAX_ERROR = 2
+DEFAULT_SUBJECT_QUALITY = 90
+
+
+def max_error_of_quality(quality: int) -> int:
+    """The maximum error of subject="high" at ``quality`` (1-100): 95 -> 1, 90 -> 2, 80 -> 4,
+    70 -> 6, 50 -> 10, 1 -> 20."""
+    return max(1, (102 - quality) // 5)
 
 
 @dataclass(frozen=True)
@@ -20,7 +28,13 @@ class EncodeOptions:
     feather: radius in pixels of the blend outside the subject (0-32).
     subject: "lossless" keeps every subject pixel bit-exact; "jpeg" too, by keeping the
         quantised DCT coefficients of the JPEG file the image was opened from (an error if
-        that JPEG is not at hand or cannot be kept).
+        that JPEG is not at hand or cannot be kept); "near-lossless" keeps every channel of
+        every subject pixel within ``max_error`` of the original; "high" is near-lossless
+        at a ``subject_quality``.
+    max_error: "near-lossless" only: the largest error per channel, 1-31 (default 2;
+        PSNR >= 20 log10(255 / max_error)).
+    subject_quality: "high" only: 1-100 (default 90), the maximum error
+        ``max_error_of_quality(q)``: 95 -> 1, 90 -> 2, 80 -> 4, 70 -> 6, 50 -> 10.
     subject_coding: "auto" (the JPEG's coefficients when the image came from a JPEG file
         that reproduces it, else the context-modelling coder "cm", the smallest pixel coding
         on every photo measured), or force one: "cm", "webp" (WebP lossless), "med"
@@ -32,6 +46,8 @@ class EncodeOptions:
     feather: int = 2
     subject: str = "lossless"
     subject_coding: str = "auto"
+    max_error: int | None = None
+    subject_quality: int | None = None
 
     def __post_init__(self):
         _check_int("background_scale", self.background_scale, 1, MAX_SCALE)
@@ -41,6 +57,25 @@ class EncodeOptions:
         _check_choice("subject_coding", self.subject_coding, SUBJECT_CODINGS)
         if self.subject == "jpeg" and self.subject_coding not in ("auto", "jpeg"):
             raise ValueError(f"subject='jpeg' cannot use subject_coding={self.subject_coding!r}")
+        if self.subject in ("near-lossless", "high") and self.subject_coding not in ("auto", "cm", "jpeg"):
+            raise ValueError(f"subject={self.subject!r} needs subject_coding 'auto', 'cm' or 'jpeg'")
+        if self.max_error is not None:
+            if self.subject != "near-lossless":
+                raise ValueError("max_error goes with subject='near-lossless'")
+            _check_int("max_error", self.max_error, 1, MAX_ERROR)
+        if self.subject_quality is not None:
+            if self.subject != "high":
+                raise ValueError("subject_quality goes with subject='high'")
+            _check_int("subject_quality", self.subject_quality, 1, 100)
+
+    @property
+    def near(self) -> int:
+        """The largest error allowed per subject channel (0: lossless)."""
+        if self.subject == "near-lossless":
+            return DEFAULT_MAX_ERROR if self.max_error is None else self.max_error
+        if self.subject == "high":
+            return max_error_of_quality(DEFAULT_SUBJECT_QUALITY if self.subject_quality is None else self.subject_quality)
+        return 0
 
     @property
     def coding(self) -> str:

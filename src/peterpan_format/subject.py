@@ -9,12 +9,12 @@ import brotli
 import numpy as np
 from PIL import Image
 
-from ._kernels.entropy import CM_ERRORS, cm_decode, cm_encode
+from ._kernels.entropy import CM_ERRORS, NEAR_MAX, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
 from .streams import brotli_decompress, decode_embedded_webp
 
-NONE, WEBP, MED, CM, JPEG = 0, 1, 2, 3, 4
-CODINGS = {"webp": WEBP, "med": MED, "cm": CM, "jpeg": JPEG}
+NONE, WEBP, MED, CM, JPEG, NEAR = 0, 1, 2, 3, 4, 5
+CODINGS = {"webp": WEBP, "med": MED, "cm": CM, "jpeg": JPEG, "cm-near": NEAR}
 #: what "auto" tries, in order (ties keep the first). Coding 3 was the smallest pixel coding
 #: on every one of 40 shared photos and is ~10x faster to encode than WebP lossless or
 #: MED + Brotli q11 (benchmarks/subject_codings.py), so it alone of those is tried; coding 4
@@ -42,12 +42,14 @@ def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return array[y0 : y0 + h, x0 : x0 + w]
 
 
-def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: bytes | None = None) -> bytes:
+def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: bytes | None = None,
+           near: int = 0) -> bytes:
     """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1.
 
     ``jpeg``: the JPEG file that ``pixels`` were decoded from, for coding 4. "auto" uses it
     when its coefficients reproduce ``pixels`` at every subject pixel; coding="jpeg" needs
-    that and raises ValueError otherwise.
+    that and raises ValueError otherwise. ``near`` = N > 0 allows an error of N per
+    channel: the range coder ("cm") then writes coding 5; coding 4 stays exact.
     """
     box = box_of(mask)
     if box[2] == 0:
@@ -62,7 +64,7 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
         kept = _encode_jpeg(jpeg, pixels, mask, required=coding == "jpeg")
         candidates += [(JPEG, kept)] if kept is not None else []
     wanted = [CODINGS[coding]] if coding != "auto" else [c for c in AUTO if c != WEBP or fits_webp]
-    candidates += [(c, _ENCODERS[c](crop, crop_mask)) for c in wanted if c != JPEG]
+    candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted if c != JPEG]
     best, data = min(candidates, key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
 
@@ -81,6 +83,14 @@ def _encode_jpeg(jpeg: bytes | None, pixels: np.ndarray, mask: np.ndarray, requi
         if required:
             raise ValueError(f"cannot keep the JPEG's coefficients: {exc}") from exc
         return None
+
+
+def _pixel_coding(coding: int, crop: np.ndarray, crop_mask: np.ndarray, near: int) -> tuple[int, bytes]:
+    if near:  # only the range coder has a maximum-error form (coding 5)
+        if coding != CM:
+            raise ValueError("a maximum error needs subject_coding 'auto', 'cm' or 'jpeg'")
+        return NEAR, bytes([near]) + cm_encode(crop, crop_mask, near).tobytes()
+    return coding, _ENCODERS[coding](crop, crop_mask)
 
 
 def _encode_webp(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
@@ -125,6 +135,10 @@ def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.n
         return box, _decode_med(data, crop_mask, channels)
     if coding == CM:
         return box, _decode_cm(data, crop_mask, channels)
+    if coding == NEAR:
+        if not data or not 1 <= data[0] <= NEAR_MAX:
+            raise OSError(f"PPAN SUBJ coding 5 needs a maximum error N of 1 to {NEAR_MAX}")
+        return box, _decode_cm(data[1:], crop_mask, channels, data[0])
     if coding == JPEG:
         return box, _decode_jpeg(data, mask, channels)
     raise OSError(f"unknown PPAN SUBJ coding {coding}")
@@ -149,10 +163,10 @@ def _decode_med(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray
     return values
 
 
-def _decode_cm(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
-    values, status = cm_decode(data, crop_mask, channels)
+def _decode_cm(data: bytes, crop_mask: np.ndarray, channels: int, near: int = 0) -> np.ndarray:
+    values, status = cm_decode(data, crop_mask, channels, near)
     if status:
-        raise OSError(f"PPAN SUBJ coding 3: {CM_ERRORS[status]}")
+        raise OSError(f"PPAN SUBJ coding {NEAR if near else CM}: {CM_ERRORS[status]}")
     return values
 
 

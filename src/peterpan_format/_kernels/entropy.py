@@ -18,6 +18,7 @@ subject pixel comes back within N of the original. Both codings run through one 
 import numba
 import numpy as np
 
+from ..container import MAX_ERROR
 from . import as_box, as_u8
 
 ERR_CHANNELS = -1
@@ -33,7 +34,7 @@ CM_ERRORS = {
 }
 
 #: the largest maximum error (coding 5's N)
-NEAR_MAX = 31
+NEAR_MAX = MAX_ERROR
 
 PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
