@@ -150,6 +150,8 @@ def malformed():
     cm_base = encode("cm")
     jpeg_base = encode("jpeg")  # coder 2 (the smaller here)
     jpeg_subj = layer(jpeg_base, b"SUBJ")
+    near_base = encode("cm", subject="near-lossless", max_error=2)
+    near_subj = layer(near_base, b"SUBJ")
     bg = layer(base, b"BGND")
     bw, bh = WIDTH // SCALE, HEIGHT // SCALE
     big = 60000
@@ -313,6 +315,16 @@ def malformed():
         ("subject-jpeg-brotli-short", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x01" + jpeg_subj[18:35]
                                                     + brotli.compress(b"\0" * 100))),
          "load", "OSError", "too short", "§6.4.4 S is 64N + 2E bytes"),
+        ("subject-near-error-0", build(replace(near_base, b"SUBJ", subj_prefix(coding=5) + b"\x00" + near_subj[18:])),
+         "load", "OSError", "maximum error N of 1 to 31", "§6.5 N is 1 to 31"),
+        ("subject-near-error-32", build(replace(near_base, b"SUBJ", subj_prefix(coding=5) + b"\x20" + near_subj[18:])),
+         "load", "OSError", "maximum error N of 1 to 31", "§6.5 N is 1 to 31"),
+        ("subject-near-empty", build(replace(near_base, b"SUBJ", subj_prefix(coding=5))), "load", "OSError",
+         "maximum error N", "§6.5 a payload with no byte"),
+        ("subject-near-truncated", build(replace(near_base, b"SUBJ", near_subj[:-3])), "load", "OSError",
+         "coding 5: subject stream ends", "§6.5, §6.3 a stream that ends early"),
+        ("subject-unknown-coding-6", build(replace(near_base, b"SUBJ", subj_prefix(coding=6) + near_subj[17:])), "load",
+         "OSError", "unknown PPAN SUBJ coding 6", "§6 codings 0 to 5"),
         # files that decode: what is malformed is skipped or ignored
         ("brotli-bomb-metadata", build(base[:1] + [(b"iccp", b"\x01" + brotli.compress(b"\0" * (17 << 20), quality=5))]
                                        + base[1:]), "none", "", "icc_profile",
