@@ -22,6 +22,7 @@ from PIL import Image
 
 import peterpan_format  # noqa: F401  (registers .ppan)
 from compare import DATA, choose, load
+from peterpan_format.options import max_error_of_quality
 
 try:
     import pillow_jxl  # noqa: F401  (registers JPEG XL)
@@ -29,28 +30,28 @@ except ImportError:
     pillow_jxl = None
 
 QUALITIES = (50, 70, 85, 95)
+HIGH_QUALITIES = (95, 90, 80, 70)  # subject="high": maximum errors 1, 2, 4, 6
 LOSSLESS_DB = 60.0  # PSNR reported for bit-exact pixels
 AREA_BINS = ((0, 0.10, "<10%"), (0.10, 0.25, "10-25%"), (0.25, 0.50, "25-50%"), (0.50, 1.01, ">50%"))
 
 
-def settings(mask: np.ndarray) -> list[tuple[str, str, float, dict]]:
-    """(codec, label, x-value for sorting, save params) of every setting measured."""
-    rows = [("ppan", f"ppan s{s}", s, {"format": "PPAN", "mask": mask, "background_scale": s})
+def settings(mask: np.ndarray, source: bytes) -> list[tuple[str, str, float, dict]]:
+    """(codec, label, x-value for sorting, save params) of every setting measured.
+
+    ``source`` is the photo's JPEG file: "ppan jpeg" keeps its subject coefficients (coding 4),
+    which reproduce the decoded pixels exactly.
+    """
+    rows = [("ppan", f"ppan s{s}", 100 + s, {"format": "PPAN", "mask": mask, "background_scale": s})
             for s in (2, 4)]
-    rows += [("ppan", f"ppan {mode}", 0, {"format": "PPAN", "mask": mask, "subject": mode})
-             for mode in _extra_subject_modes()]
+    rows.append(("ppan", "ppan jpeg", 99, {"format": "PPAN", "mask": mask, "jpeg_source": source}))
+    rows += [("ppan high", f"ppan high q{q} (N={max_error_of_quality(q)})", q,
+              {"format": "PPAN", "mask": mask, "subject": "high", "subject_quality": q}) for q in HIGH_QUALITIES]
     for fmt in ("JPEG", "WEBP", "AVIF") + (("JXL",) if pillow_jxl else ()):
         rows += [(fmt.lower(), f"{fmt.lower()} q{q}", q, {"format": fmt, "quality": q}) for q in QUALITIES]
     rows.append(("webp", "webp lossless", 101, {"format": "WEBP", "lossless": True}))
     if pillow_jxl:
         rows.append(("jxl", "jxl lossless", 101, {"format": "JXL", "lossless": True}))
     return rows
-
-
-def _extra_subject_modes() -> list[str]:
-    from peterpan_format.options import SUBJECT_MODES
-
-    return [mode for mode in SUBJECT_MODES if mode != "lossless"]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -76,11 +77,11 @@ def ssim_map(a: np.ndarray, b: np.ndarray, size: int = 7) -> np.ndarray:
     return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
 
 
-def measure(photo_id: str, image: Image.Image, mask: np.ndarray) -> list[dict]:
+def measure(photo_id: str, image: Image.Image, mask: np.ndarray, source: bytes) -> list[dict]:
     pixels = np.asarray(image)
     megapixels = image.width * image.height / 1e6
     rows = []
-    for codec, label, x, params in settings(mask):
+    for codec, label, x, params in settings(mask, source):
         params = dict(params)
         fmt = params.pop("format")
         out = io.BytesIO()
@@ -125,7 +126,22 @@ def summary(rows: list[dict]) -> str:
                       if low <= by_photo[(i, label)]["subject_area"] < high]
             cells.append(f"{statistics.median(ratios):.2f} ({len(ratios)})" if ratios else "–")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", high_against_jpeg95(rows, by_photo, ids)])
+
+
+def high_against_jpeg95(rows: list[dict], by_photo: dict, ids: list[str]) -> str:
+    """The issue's test of subject="high": per photo, the smallest "ppan high" file whose
+    subject PSNR is at least JPEG q95's, over JPEG q95's bytes."""
+    ratios, picked = [], {}
+    for i in ids:
+        jpeg = by_photo[(i, "jpeg q95")]
+        good = [r for r in rows if r["id"] == i and r["codec"] == "ppan high" and r["subject_psnr"] >= jpeg["subject_psnr"]]
+        best = min(good, key=lambda r: r["bytes"], default=by_photo[(i, "ppan s4")])  # else lossless
+        picked[best["setting"]] = picked.get(best["setting"], 0) + 1
+        ratios.append(best["bytes"] / jpeg["bytes"])
+    return (f"`subject=\"high\"` at a subject PSNR >= JPEG q95's on the same photo: median bytes / JPEG q95 "
+            f"= {statistics.median(ratios):.2f} ({len(ratios)} photos; settings picked: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(picked.items())) + ")")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -142,7 +158,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ys = [statistics.median(r[key] for r in rows if r["setting"] == label) for _, label in points]
             lossy = [(x, y) for x, y in zip(xs, ys) if y < LOSSLESS_DB]
             exact = [(x, y) for x, y in zip(xs, ys) if y >= LOSSLESS_DB]
-            style = "s" if codec == "ppan" else "o-"
+            style = "s" if codec == "ppan" else "o-"  # ppan's lossless settings are points
             line = ax.plot(*zip(*lossy), style, label=codec)[0] if lossy else None
             if exact:
                 ax.plot(*zip(*exact), "*", markersize=12, color=line.get_color() if line else None,
@@ -166,7 +182,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for photo_id in choose(args.data, args.limit):
-        rows += measure(photo_id, *load(photo_id, args.data))
+        rows += measure(photo_id, *load(photo_id, args.data), (args.data / "images" / f"{photo_id}.jpg").read_bytes())
     with (args.out / "rd.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
