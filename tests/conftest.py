@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +56,12 @@ def decode(data: bytes) -> Image.Image:
 
 def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image).reshape(image.height, image.width, -1)
+
+
+def run_boundschecked(script: str, cache_dir: Path) -> None:
+    """Run ``script`` in a subprocess with Numba's bounds checking on (kernels compiled
+    afresh into ``cache_dir``); it must exit cleanly and print "ok"."""
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(cache_dir))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"

@@ -3,15 +3,12 @@ the range-coder kernels, an independent decoder written from the spec text alone
 coding 5's reconstruction, and bounds safety on garbage input."""
 
 import hashlib
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import as_array, decode, encode, photo, synthetic
+from conftest import as_array, decode, encode, photo, run_boundschecked, synthetic
 from peterpan_format import subject
 from peterpan_format._kernels import entropy
 
@@ -681,9 +678,4 @@ BOUNDS_SCRIPT = textwrap.dedent(
 
 
 def test_kernels_in_bounds_with_boundscheck(tmp_path):
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
-    proc = subprocess.run(
-        [sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_boundschecked(BOUNDS_SCRIPT, tmp_path)

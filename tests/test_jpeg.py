@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_boundschecked
 from peterpan_format.jpeg import (
     decode_jpeg_subject,
     encode_jpeg_subject,
@@ -478,10 +476,7 @@ BOUNDS_SCRIPT = textwrap.dedent(
 
 
 def test_kernels_in_bounds_with_boundscheck(tmp_path):
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == "ok"
+    run_boundschecked(BOUNDS_SCRIPT, tmp_path)
 
 
 

@@ -9,10 +9,24 @@ so every kernel compiles to a single signature.
 - ``resample``: the encoder's area downsampling (§12) and the bicubic upsampling (§8.1).
 - ``blend``: feathering of the background next to the subject (§8.3).
 - ``predict``: MED prediction of the subject pixels, SUBJ coding 2 (§6.2).
-- ``entropy``: the context-modelling range coder of the subject pixels, SUBJ coding 3 (§6.3).
+- ``entropy``: the context-modelling range coder of the subject pixels, SUBJ codings 3
+  and 5 (§6.3, §6.5).
+- ``jpeg_huffman``, ``jpeg_idct``, ``jpeg_coder``: JPEG entropy decoding, libjpeg-turbo's
+  IDCT and upsampling, and the coefficient coder of SUBJ coding 4 (§6.4).
 """
 
+import numba
 import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def count_set(mask):
+    """Number of nonzero values of a 2-D mask."""
+    n = 0
+    for y in range(mask.shape[0]):
+        for x in range(mask.shape[1]):
+            n += mask[y, x] != 0
+    return n
 
 
 def as_u8(a, ndim: int, name: str) -> np.ndarray:

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ..container import MAX_ERROR
-from . import as_box, as_u8
+from . import as_box, as_u8, count_set
 
 ERR_CHANNELS = -1
 ERR_TRUNCATED = -2
@@ -57,15 +57,6 @@ PLANE_SIGNS = 81
 #: which is exact there (tests/test_entropy.py checks every case)
 DIV_SHIFT = 20
 DIV_MAX = 3 * 510
-
-
-@numba.njit(cache=True, nogil=True)
-def _count(mask):
-    n = 0
-    for y in range(mask.shape[0]):
-        for x in range(mask.shape[1]):
-            n += mask[y, x] != 0
-    return n
 
 
 @numba.njit(inline="always")
@@ -362,7 +353,7 @@ def _encode_box(pixels, mask, near, keep):
     div = _div_mul(step)
     offset = 128 if near == 0 else 0
     recon = np.empty((h, w, channels) if keep else (0, 0, channels), np.uint8)
-    out = np.empty(channels * _count(mask) // 2 + 64, np.uint8)
+    out = np.empty(channels * count_set(mask) // 2 + 64, np.uint8)
     st = np.array([0, MASK32, 0, 1, 0], np.int64)
     # a value takes at most 1 + 1 + 7 + 1 + 6 = 16 decisions
     dec = np.empty(16 * channels * w, np.uint16)

@@ -3,7 +3,7 @@
 import numba
 import numpy as np
 
-from . import as_box, as_u8
+from . import as_box, as_u8, count_set
 
 ERR_LENGTH = -1
 ERR_CHANNELS = -2
@@ -25,16 +25,6 @@ def _predict(a, b, c, x, y):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count(mask):
-    """Number of nonzero values of a 2-D mask."""
-    n = 0
-    for y in range(mask.shape[0]):
-        for x in range(mask.shape[1]):
-            n += mask[y, x] != 0
-    return n
-
-
-@numba.njit(cache=True, nogil=True)
 def _med_encode(pixels, mask):
     """Zigzag MED residuals of the subject pixels, plane-major."""
     h, w, channels = pixels.shape
@@ -50,7 +40,7 @@ def _med_encode(pixels, mask):
                 planes[2, y, x] = (pixels[y, x, 2] - g) & 255
                 if channels == 4:
                     planes[3, y, x] = pixels[y, x, 3]
-    res = np.empty(channels * _count(mask), np.uint8)
+    res = np.empty(channels * count_set(mask), np.uint8)
     k = 0
     for p in range(channels):
         plane = planes[p]
@@ -79,7 +69,7 @@ def _med_decode(residuals, mask, channels):
     h, w = mask.shape
     if channels != 1 and channels != 3 and channels != 4:
         return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
-    if residuals.size != channels * _count(mask):
+    if residuals.size != channels * count_set(mask):
         return np.zeros((h, w, channels), np.uint8), ERR_LENGTH
     planes = np.empty((channels, h, w), np.uint8)
     k = 0
