@@ -10,6 +10,7 @@ Public API:
 
 Choices made where the spec is silent or ambiguous are marked "ASSUMPTION".
 SUBJ coding 4 (JPEG coefficients, §6.4) decodes the subject pixels only (§6).
+SUBJ coding 5 (§6.5) is decoded by the coding-3 decoder (§6.3) with a maximum error N.
 """
 
 from __future__ import annotations
@@ -389,7 +390,7 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
     c = hd["channels"]
     W, H = hd["width"], hd["height"]
     mbox, n = _mask_box(mask)
-    if coding not in (0, 1, 2, 3, 4):
+    if coding not in (0, 1, 2, 3, 4, 5):
         raise SpecError(f"unknown SUBJ coding {coding}")
     if box != mbox:
         raise SpecError(f"SUBJ box {box} != mask box {mbox}")
@@ -425,6 +426,32 @@ def _decode_subj(body: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
 
     if coding == 4:
         return _decode_coding4(payload, hd, mask)
+
+    if coding == 5:
+        # §6.5: u8 N (1 … 31), then a §6.3 stream read with step = 2N + 1.
+        if not payload:
+            raise SpecError("SUBJ coding 5: empty payload (no N)")
+        max_error = payload[0]
+        if not 1 <= max_error <= 31:
+            raise SpecError(f"SUBJ coding 5: N = {max_error} outside 1 … 31")
+        # ASSUMPTION: §6.3's "payload" (the range decoder's "next byte", "every payload byte
+        # must have been read") means the stream after N here; N itself is not range-coded.
+        # ASSUMPTION: a residual of more than 170 steps (which no encoder writes, §6.5
+        # "Encoder view") is not rejected: the text gives e the range −255 … 255 and the
+        # clamps keep every value in 0 … 255 "for any stream".
+        planes = _decode_coding3(payload[1:], c, mask[y0 : y0 + bhs, x0 : x0 + bws], max_error=max_error)
+        for j in range(bhs):
+            for i in range(bws):
+                v = [planes[p][j][i] for p in range(c)]
+                if c == 1:
+                    vals = v
+                else:
+                    # §6.5 "Subject values": R = V0 + V1, G = V0, B = V0 + V2, A = V3.
+                    vals = [v[0] + v[1], v[0], v[0] + v[2]] + v[3:]
+                # "Every one is in 0 … 255 by construction": asserted, not a rejection.
+                assert all(0 <= x <= 255 for x in vals), vals
+                S[y0 + j, x0 + i, :] = vals
+        return S
 
     if coding == 3:
         planes = _decode_coding3(payload, c, mask[y0 : y0 + bhs, x0 : x0 + bws])
@@ -505,8 +532,9 @@ class RangeDecoder:
     A probability is a 2-item list [P, n] (P in 1/4096 units of "bit is 0", n = updates).
     """
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, what: str = "SUBJ coding 3"):
         self.data = data
+        self.what = what
         self.pos = 0
         self.range = 0xFFFFFFFF
         self.code = 0
@@ -515,7 +543,7 @@ class RangeDecoder:
 
     def _next_byte(self) -> int:
         if self.pos >= len(self.data):
-            raise SpecError("SUBJ coding 3: payload ends before the last residual")
+            raise SpecError(f"{self.what}: payload ends before the last residual")
         b = self.data[self.pos]
         self.pos += 1
         return b
@@ -555,7 +583,7 @@ class RangeDecoder:
 
     def finish(self):
         if self.pos != len(self.data):
-            raise SpecError(f"SUBJ coding 3: {len(self.data) - self.pos} payload bytes left over")
+            raise SpecError(f"{self.what}: {len(self.data) - self.pos} payload bytes left over")
 
 
 def _c3_residual(rd: RangeDecoder, Z, Sp) -> int:
@@ -575,10 +603,22 @@ def _c3_residual(rd: RangeDecoder, Z, Sp) -> int:
     return -m if neg == 1 else m
 
 
-def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray):
-    """Returns the planes P0 … P(c−1) as lists of rows over the box (§6.3)."""
+def _clamp255(x: int) -> int:
+    return min(max(x, 0), 255)  # §6.5 clamp(x)
+
+
+def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray, max_error: int = 0):
+    """Returns the planes P0 … P(c−1) as lists of rows over the box.
+
+    max_error = 0: coding 3 (§6.3), the whole payload is the stream, values mod 256.
+    max_error = N >= 1: coding 5 (§6.5), `payload` is the stream after the u8 N; residuals
+    count steps of 2N + 1, values are clamped and the colour planes are differences with
+    the reconstructed G of the pixel (so P1 and P2 may be negative).
+    """
     bhs, bws = boxmask.shape
-    rd = RangeDecoder(payload)
+    near = max_error > 0
+    step = 2 * max_error + 1  # 1 for coding 3 (unused there)
+    rd = RangeDecoder(payload, "SUBJ coding 5" if near else "SUBJ coding 3")
     # "All are set up once, before the first residual."
     Zs = [[[[C3_PROB_INIT, 0] for _k in range(C3_NBITS)] for _c in range(C3_NCTX)] for _p in range(channels)]
     Ss = [[[C3_PROB_INIT, 0] for _s in range(C3_NSIGN)] for _p in range(channels)]
@@ -595,6 +635,7 @@ def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray):
             subject = bool(boxmask[j, i])
             for p in range(channels):
                 Vp, Ep = V[p], E[p]
+                colour = channels in (3, 4) and p in (1, 2)  # §6.3 "the colour planes"
                 if j == 0:
                     Wv = Vp[0][i - 1] if i > 0 else 0
                     Nv = NWv = NEv = Wv
@@ -604,24 +645,39 @@ def _decode_coding3(payload: bytes, channels: int, boxmask: np.ndarray):
                     NWv = Vp[j - 1][i - 1] if i > 0 else Nv
                     NEv = Vp[j - 1][i + 1] if i < bws - 1 else Nv
                 pred = _med(Wv, Nv, NWv)
-                if not subject:
-                    Vp[j][i] = pred
-                    Ep[j][i] = 0
-                    continue
-                eW = e_at(Ep, i - 1, j)
-                eN = e_at(Ep, i, j - 1)
-                eNW = e_at(Ep, i - 1, j - 1)
-                eNE = e_at(Ep, i + 1, j - 1)
-                act = abs(Wv - NWv) + abs(Nv - NWv) + abs(Nv - NEv) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
-                q = sum(1 for th in C3_THRESHOLDS if th <= act)
-                colour = channels in (3, 4) and p in (1, 2)
-                t = (int(Wv == NWv) + 2 * int(Nv == NWv)) if colour else 0
-                u = _sgn3(E[1][j][i]) if (channels in (3, 4) and p == 2) else 0
-                c = q + 9 * (t + 4 * u)
-                s = 3 * _sgn3(eW) + _sgn3(eN) + 9 * _sgn3(eNE + eNW) + 27 * u
-                e = _c3_residual(rd, Zs[p][c], Ss[p][s])
-                Vp[j][i] = (pred + e) % 256
+                if subject:
+                    eW = e_at(Ep, i - 1, j)
+                    eN = e_at(Ep, i, j - 1)
+                    eNW = e_at(Ep, i - 1, j - 1)
+                    eNE = e_at(Ep, i + 1, j - 1)
+                    grad = abs(Wv - NWv) + abs(Nv - NWv) + abs(Nv - NEv)
+                    if near:
+                        # §6.5 "Context": the gradient part divided by the step, rounding down
+                        # (grad >= 0, so // is floor).
+                        grad //= step
+                    act = grad + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+                    q = sum(1 for th in C3_THRESHOLDS if th <= act)
+                    t = (int(Wv == NWv) + 2 * int(Nv == NWv)) if colour else 0
+                    # P1 is decoded before P2 at this pixel, so E[1][j][i] is its residual.
+                    u = _sgn3(E[1][j][i]) if (channels in (3, 4) and p == 2) else 0
+                    c = q + 9 * (t + 4 * u)
+                    s = 3 * _sgn3(eW) + _sgn3(eN) + 9 * _sgn3(eNE + eNW) + 27 * u
+                    e = _c3_residual(rd, Zs[p][c], Ss[p][s])
+                else:
+                    e = 0  # background pixel of the box: nothing is decoded
                 Ep[j][i] = e
+                if not near:
+                    # §6.3: (pred + e) mod 256; at a background pixel, pred itself.
+                    Vp[j][i] = (pred + e) % 256
+                elif colour:
+                    # §6.5 "Reconstruction", P1 and P2: clamp(G' + r) − G', G' = V of P0 here.
+                    # ASSUMPTION: "P1, P2" means the colour planes of a 3- or 4-channel image
+                    # (a 1-channel image has only P0; P3 is A).
+                    g = V[0][j][i]
+                    Vp[j][i] = _clamp255(g + pred + e * step) - g
+                else:
+                    # §6.5 "Reconstruction", P0 and P3: clamp(pred + e·step).
+                    Vp[j][i] = _clamp255(pred + e * step)
     rd.finish()
     return V
 

@@ -774,18 +774,30 @@ def sgn3(x):
     return 0 if x == 0 else 1 if x > 0 else 2
 
 
-def encode_coding3(S, M, channels, rng=None) -> bytes:
+def encode_coding3(S, M, channels, rng=None, max_error=0) -> bytes:
     """Payload of §6.3 for the subject values S over the mask box.
 
     With `rng`, a residual e is sometimes written as e ± 256 (still 1 <= |e| <= 255):
     the decoded value (pred + e) mod 256 is the same, which checks that a decoder takes
     m up to 255 and keeps E unreduced in its contexts.
+
+    With max_error = N >= 1 it is the stream of §6.5 (coding 5, without the u8 N), from
+    §6.5's "Encoder view": colour planes are R − G' and B − G' with G' the reconstructed G,
+    e = sign(d)·floor((|d| + N) / step), reconstruction clamped.  With `rng` there, a
+    residual whose reconstruction is clamped is sometimes pushed further out (up to ±255
+    steps): the clamp gives the same value, which checks the clamp and the wide e.
     """
+    near = max_error > 0
+    step = 2 * max_error + 1
     x0, y0, bws, bhs = box_of(M)
     box = S[y0 : y0 + bhs, x0 : x0 + bws].astype(int)
     mb = M[y0 : y0 + bhs, x0 : x0 + bws]
     if channels == 1:
         planes = [box[:, :, 0]]
+    elif near:
+        planes = [box[:, :, 1], box[:, :, 0], box[:, :, 2]]  # G, R, B: R − G', B − G' below
+        if channels == 4:
+            planes.append(box[:, :, 3])
     else:
         g = box[:, :, 1]
         planes = [g, (box[:, :, 0] - g + 128) % 256, (box[:, :, 2] - g + 128) % 256]
@@ -797,6 +809,7 @@ def encode_coding3(S, M, channels, rng=None) -> bytes:
     E = np.zeros((channels, bhs + 1, bws + 2), int)  # E = 0 outside the box
     enc = LzmaRangeEncoder()
     thresholds = (3, 7, 13, 22, 36, 60, 100, 170)
+    clamp = lambda x: min(max(x, 0), 255)  # noqa: E731
     for j in range(bhs):
         for i in range(bws):
             for p in range(channels):
@@ -811,22 +824,44 @@ def encode_coding3(S, M, channels, rng=None) -> bytes:
                     nw = v(-1, -1) if i > 0 else n_
                     ne = v(1, -1) if i < bws - 1 else n_
                 pred = med(w_, n_, nw)
+                colour = channels > 1 and p in (1, 2)
+                g_rec = int(V[0, j + 1, i + 1])  # G' (P0 comes first at each pixel)
+
+                def recon(e):
+                    if not near:
+                        return (pred + e) % 256
+                    if colour:
+                        return clamp(g_rec + pred + e * step) - g_rec
+                    return clamp(pred + e * step)
+
                 if not mb[j, i]:
-                    V[p, j + 1, i + 1] = pred
+                    V[p, j + 1, i + 1] = recon(0)
                     continue
                 eW, eN, eNW, eNE = e_(-1, 0), e_(0, -1), e_(-1, -1), e_(1, -1)
-                act = abs(w_ - nw) + abs(n_ - nw) + abs(n_ - ne) + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
+                grad = abs(w_ - nw) + abs(n_ - nw) + abs(n_ - ne)
+                if near:
+                    grad //= step
+                act = grad + abs(eW) + abs(eN) + abs(eNW) + abs(eNE)
                 q = sum(act >= t for t in thresholds)
-                colour = channels > 1 and p in (1, 2)
                 t = ((w_ == nw) + 2 * (n_ == nw)) if colour else 0
                 u = sgn3(int(E[1, j + 1, i + 1])) if channels > 1 and p == 2 else 0
                 ctx = q + 9 * (t + 4 * u)
                 sctx = 3 * sgn3(eW) + sgn3(eN) + 9 * sgn3(eNE + eNW) + 27 * u
-                e = ((int(planes[p][j, i]) - pred + 128) % 256) - 128
-                if rng is not None and e != 0 and rng.random() < 0.3:
-                    alt = e - 256 if e > 0 else e + 256
-                    if 1 <= abs(alt) <= 255:
-                        e = alt
+                if near:
+                    src = int(planes[p][j, i]) - (g_rec if colour else 0)
+                    d = src - pred
+                    e = (1 if d > 0 else -1 if d < 0 else 0) * ((abs(d) + max_error) // step)
+                    assert abs(pred + e * step - src) <= max_error and abs(e) <= 170
+                    if rng is not None and e != 0 and rng.random() < 0.5:
+                        alt = e + (1 if e > 0 else -1) * int(rng.integers(1, 256 - abs(e)))
+                        if abs(alt) <= 255 and recon(alt) == recon(e):
+                            e = alt
+                else:
+                    e = ((int(planes[p][j, i]) - pred + 128) % 256) - 128
+                    if rng is not None and e != 0 and rng.random() < 0.3:
+                        alt = e - 256 if e > 0 else e + 256
+                        if 1 <= abs(alt) <= 255:
+                            e = alt
                 zs = Z[p][ctx]
                 enc.bit(zs[0], int(e != 0))
                 if e != 0:
@@ -841,7 +876,7 @@ def encode_coding3(S, M, channels, rng=None) -> bytes:
                         enc.bit(zs[7 + x], (m >> (x - 1)) & 1)
                         for k in range(x - 2, -1, -1):
                             enc.direct((m >> k) & 1)
-                V[p, j + 1, i + 1] = (pred + e) % 256
+                V[p, j + 1, i + 1] = recon(e)
                 E[p, j + 1, i + 1] = e
     return enc.finish()
 
@@ -944,6 +979,204 @@ def test_range_decoder_bits_by_hand():
     assert pd == pe == [P, 5]
     assert [rd.direct(), rd.direct()] == [1, 0]
     rd.finish()
+
+
+# ---------------------------------------------------------------------------
+# §6.5 Coding 5: coding 3 with a maximum error N, from §6.5's "Encoder view"
+# ---------------------------------------------------------------------------
+
+
+def subj5(S, M, channels, max_error, payload: bytes = None, rng=None) -> bytes:
+    """SUBJ body of coding 5: the box, then u8 N and the stream (payload = both)."""
+    if payload is None:
+        payload = bytes([max_error]) + encode_coding3(S, M, channels, rng, max_error=max_error)
+    return struct.pack(">BIIII", 5, *box_of(M)) + payload
+
+
+def saturated_sample(channels, W, H, seed):
+    """Values at and next to 0 and 255, flat saturated areas and hard 0 <-> 255 jumps."""
+    rng = np.random.default_rng(seed)
+    S = rng.choice(np.array([0, 1, 2, 3, 128, 252, 253, 254, 255], np.uint8), (H, W, channels))
+    S[: H // 2, : W // 2] = 255
+    S[H // 2 :, W // 2 :] = 0
+    S[::3, :, 0] = 255 - S[::3, :, 0]  # R against G: colour differences of ±255
+    M = (rng.random((H, W)) < 0.8).astype(np.uint8)  # holes: background pixels in the box
+    B = rng.integers(0, 256, (H, W, channels), dtype=np.uint8)
+    if channels == 4:
+        B[0, 0, 3] = 7
+    return S, M, B
+
+
+def assert_within(img, S, M, B, max_error):
+    """§6.5 "Guarantee" at subject pixels; the background elsewhere (F = 0, s = 1)."""
+    diff = np.abs(img.pixels.astype(int) - S.astype(int))[M == 1]
+    assert diff.max() <= max_error
+    np.testing.assert_array_equal(img.pixels[M == 0], B[M == 0])
+    return diff
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("max_error", [1, 2, 5, 31])
+@pytest.mark.parametrize("kind", ["random", "smooth", "saturated", "wide-residuals"])
+def test_roundtrip_coding5(channels, max_error, kind):
+    seed = channels * 100 + max_error
+    if kind == "smooth":
+        S, M, B = smooth_sample(channels, 21, 14, seed=seed)
+    elif kind == "random":
+        S, M, B = sample(channels, seed=seed)
+    else:
+        S, M, B = saturated_sample(channels, 17, 11, seed=seed)
+    rng = np.random.default_rng(seed) if kind == "wide-residuals" else None
+    img = read_ppan(build(channels, S, M, B, subj=subj5(S, M, channels, max_error, rng=rng)))
+    np.testing.assert_array_equal(img.mask, M)
+    diff = assert_within(img, S, M, B, max_error)
+    if kind in ("random", "saturated"):
+        assert diff.max() > 0  # near-lossless for real, not lossless by accident
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (2, 2)])
+@pytest.mark.parametrize("channels", [1, 4])
+def test_coding5_thin_boxes(shape, channels):
+    H, W = shape
+    rng = np.random.default_rng(H * 31 + W)
+    S = rng.integers(0, 256, (H + 2, W + 2, channels), dtype=np.uint8)
+    S[0::2, :, 0] = 255
+    B = rng.integers(0, 256, (H + 2, W + 2, channels), dtype=np.uint8)
+    if channels == 4:
+        B[0, 0, 3] = 7
+    M = np.zeros((H + 2, W + 2), np.uint8)
+    M[1 : H + 1, 1 : W + 1] = 1
+    for max_error in (1, 31):
+        img = read_ppan(build(channels, S, M, B, subj=subj5(S, M, channels, max_error, rng=rng)))
+        assert_within(img, S, M, B, max_error)
+
+
+@pytest.mark.parametrize("max_error, expected", [(1, 78), (2, 75), (31, 63)])
+def test_coding5_constant_subject_by_hand(max_error, expected):
+    # Grey 77 everywhere. Pixel (0, 0): pred 0, d = 77, e = floor((77 + N) / step):
+    # N = 1: e = 26, G = 78; N = 2: e = 15, G = 75; N = 31: e = 1, G = 63. Then
+    # |d| <= N everywhere, so e = 0: G stays; R − G' = B − G' = 77 − G', |.| <= N, e = 0,
+    # V1 = V2 = 0 and R = B = G. The image is the constant `expected`.
+    S = np.full((6, 8, 3), 77, np.uint8)
+    M = np.ones((6, 8), np.uint8)
+    payload = encode_coding3(S, M, 3, max_error=max_error)
+    assert len(payload) < 20
+    img = read_ppan(build(3, S, M, np.zeros_like(S), subj=subj5(S, M, 3, max_error)))
+    assert (img.pixels == expected).all()
+
+
+def residual_stream(residuals) -> bytes:
+    """A §6.3 stream of residuals, each coded with its own fresh (Z[c], S[s]) given by hand."""
+    enc = LzmaRangeEncoder()
+    models = {}
+    for (p, c, s), e in residuals:
+        zs = models.setdefault(("Z", p, c), [[2048, 0] for _ in range(15)])
+        sg = models.setdefault(("S", p, s), [2048, 0])
+        enc.bit(zs[0], int(e != 0))
+        if e != 0:
+            m = abs(e)
+            enc.bit(sg, int(e < 0))
+            x = m.bit_length() - 1
+            for k in range(x):
+                enc.bit(zs[1 + k], 1)
+            if x < 7:
+                enc.bit(zs[1 + x], 0)
+            if x >= 1:
+                enc.bit(zs[7 + x], (m >> (x - 1)) & 1)
+                for k in range(x - 2, -1, -1):
+                    enc.direct((m >> k) & 1)
+    return enc.finish()
+
+
+def one_pixel_file(channels, max_error, stream: bytes) -> bytes:
+    M = np.ones((1, 1), np.uint8)
+    B = np.full((1, 1, channels), 9, np.uint8)
+    if channels == 4:
+        B[0, 0, 3] = 7
+    body = struct.pack(">BIIII", 5, 0, 0, 1, 1) + bytes([max_error]) + stream
+    return build(channels, None, M, B, subj=body)
+
+
+def test_coding5_one_pixel_by_hand():
+    # Pixel (0, 0): W = N = NW = NE = 0, pred 0, act 0, so q = 0. P0 and P3: c = 0, s = 0.
+    # P1 and P2 are colour planes with W = NW and N = NW: t = 3, c = 27 + 36·u, s = 27·u.
+    # L, N = 31: e = 255 steps -> clamp(255 · 63) = 255; e = −255 -> 0; e = 2 -> 126.
+    for e, want in ((255, 255), (-255, 0), (2, 126), (-1, 0), (0, 0)):
+        img = read_ppan(one_pixel_file(1, 31, residual_stream([((0, 0, 0), e)])))
+        assert img.pixels[0, 0, 0] == want
+    # RGBA, N = 1 (step 3): G: e = 2 -> 6; R: e = −5 -> clamp(6 − 15) − 6 = −6, R = 0;
+    # B (u = sgn3(−5) = 2): e = 100 -> clamp(6 + 300) − 6 = 249, B = 255; A: e = 40 -> 120.
+    stream = residual_stream([((0, 0, 0), 2), ((1, 27, 0), -5), ((2, 27 + 72, 54), 100), ((3, 0, 0), 40)])
+    img = read_ppan(one_pixel_file(4, 1, stream))
+    assert img.pixels[0, 0].tolist() == [0, 6, 255, 120]
+    # RGB, N = 5 (step 11): G: e = 23 -> 253; R: e = 1 -> clamp(253 + 11) = 255;
+    # B (u = 1): e = −1 -> 242.
+    stream = residual_stream([((0, 0, 0), 23), ((1, 27, 0), 1), ((2, 27 + 36, 27), -1)])
+    img = read_ppan(one_pixel_file(3, 5, stream))
+    assert img.pixels[0, 0].tolist() == [255, 253, 242]
+
+
+def test_coding5_second_pixel_by_hand():
+    # A 2 x 1 L box, N = 1 (step 3). Pixel 0: e = 85 -> 255. Pixel 1 (row 0): W = N = NW =
+    # NE = 255, pred 255, gradient 0, act = |eW| = 85 -> q = 6 (thresholds 3 … 60 <= 85);
+    # s = 3·sgn3(eW) = 3. e = 3 -> clamp(264) = 255; then a third pixel, W = 255, eW = 3:
+    # act 3, q = 1, e = −86 -> clamp(255 − 258) = 0.
+    M = np.ones((1, 3), np.uint8)
+    B = np.zeros((1, 3, 1), np.uint8)
+    stream = residual_stream([((0, 0, 0), 85), ((0, 6, 3), 3), ((0, 1, 3), -86)])
+    body = struct.pack(">BIIII", 5, 0, 0, 3, 1) + b"\x01" + stream
+    img = read_ppan(build(1, None, M, B, subj=body))
+    assert img.pixels[0, :, 0].tolist() == [255, 255, 0]
+
+
+def test_coding5_payload_rules():
+    S, M, B = sample(3, seed=5)
+    p = {
+        "HEAD": head(3, M.shape[1], M.shape[0]),
+        "BGND": bgnd(B, 3),
+        "MASK": mask_chunk_body(M),
+        "DONE": b"",
+    }
+    stream = encode_coding3(S, M, 3, max_error=2)
+    p["SUBJ"] = subj5(S, M, 3, 2, b"\x02" + stream)
+    read_ppan(assemble(p))
+    bad_payloads = {
+        "empty payload": b"",
+        "N only, no stream": b"\x02",
+        "N = 0": b"\x00" + stream,
+        "N = 32": b"\x20" + stream,
+        "N = 255": b"\xff" + stream,
+        "truncated stream": b"\x02" + stream[:-1],
+        "stream too short to start": b"\x02" + stream[:3],
+        "trailing byte": b"\x02" + stream + b"\x00",
+    }
+    for what, bad in bad_payloads.items():
+        p["SUBJ"] = subj5(S, M, 3, 2, bad)
+        with pytest.raises(SpecError):
+            read_ppan(assemble(p))
+            pytest.fail(what)
+    x0, y0, w, h = box_of(M)
+    p["SUBJ"] = struct.pack(">BIIII", 5, x0, y0, w, h + 1) + b"\x02" + stream  # box != mask box
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+    p["MASK"] = mask_chunk_body(np.zeros_like(M))
+    p["SUBJ"] = struct.pack(">BIIII", 5, 0, 0, 0, 0) + b"\x02"  # coding 5 with n = 0
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+    p["SUBJ"] = struct.pack(">BIIII", 6, 0, 0, 0, 0)  # coding 6 is unknown in version 1
+    with pytest.raises(SpecError):
+        read_ppan(assemble(p))
+
+
+def test_coding5_other_max_error_byte_changes_the_image():
+    # The stream does not carry N: the same stream read with another N is another image
+    # (steps scale), so the u8 N is really used.
+    S, M, B = smooth_sample(1, 9, 7, seed=3)
+    stream = encode_coding3(S, M, 1, max_error=1)
+    a = read_ppan(build(1, S, M, B, subj=subj5(S, M, 1, 1, b"\x01" + stream)))
+    b = read_ppan(build(1, S, M, B, subj=subj5(S, M, 1, 2, b"\x02" + stream)))
+    assert (np.abs(a.pixels.astype(int) - S)[M == 1]).max() <= 1
+    assert not np.array_equal(a.pixels, b.pixels)
 
 
 # ---------------------------------------------------------------------------
