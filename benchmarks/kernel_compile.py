@@ -5,7 +5,8 @@ Usage: python benchmarks/kernel_compile.py [--repeat N]
 Every measurement runs in a fresh subprocess with NUMBA_CACHE_DIR pointing at a new
 temporary directory: the first run finds the cache empty (every kernel compiles), the
 second finds it warm (every kernel loads from disk), the third measures throughput on a
-12 MP RGB image (4000 x 3000) with a subject-shaped mask. Prints a Markdown table.
+12 MP RGB image (4000 x 3000) with a subject-shaped mask (the range coder and the JPEG subject included). Prints a
+Markdown table.
 """
 
 import argparse
@@ -22,9 +23,20 @@ import numpy as np
 W, H, S, RADIUS = 4000, 3000, 4, 8
 
 
+def tiny_jpeg(img) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(img).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 def tiny_calls():
     """One tiny call per public kernel, in the order a round trip would use them."""
-    from peterpan_format._kernels import blend, predict, resample, rle
+    from peterpan_format import jpeg
+    from peterpan_format._kernels import blend, entropy, predict, resample, rle
 
     img = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
     mask = np.zeros((5, 7), np.uint8)
@@ -33,6 +45,8 @@ def tiny_calls():
     res = np.zeros(3 * 9, np.uint8)
     small = np.zeros((3, 4, 3), np.uint8)
     up = np.zeros((5, 7, 3), np.uint8)
+    jpeg_file = tiny_jpeg(img)
+    made = {}  # what the encoders wrote, for the decoders called after them
     return [
         ("area_downsample", lambda: resample.area_downsample(img, 2)),
         ("encode_mask", lambda: rle.encode_mask(mask)),
@@ -41,6 +55,12 @@ def tiny_calls():
         ("med_decode", lambda: predict.med_decode(res, mask, 3)),
         ("bicubic_upsample", lambda: resample.bicubic_upsample(small, 2, 7, 5)),
         ("feather", lambda: blend.feather(img.copy(), up, mask, 2)),
+        ("cm_encode (codings 3, 5)", lambda: made.update(cm=entropy.cm_encode(img, mask),
+                                                         near=entropy.cm_encode(img, mask, 2))),
+        ("cm_decode (codings 3, 5)", lambda: (entropy.cm_decode(made["cm"], mask, 3),
+                                              entropy.cm_decode(made["near"], mask, 3, 2))),
+        ("encode_jpeg_subject", lambda: made.update(jpeg=jpeg.encode_jpeg_subject(jpeg_file, mask))),
+        ("decode_jpeg_subject", lambda: jpeg.decode_jpeg_subject(made["jpeg"], mask)),
     ]
 
 
@@ -82,7 +102,8 @@ def timed(fn, setup, repeat):
 
 
 def child_throughput(repeat):
-    from peterpan_format._kernels import blend, predict, resample, rle
+    from peterpan_format import jpeg
+    from peterpan_format._kernels import blend, entropy, predict, resample, rle
 
     img, mask = realistic_scene(np.random.default_rng(0))
     ys, xs = np.nonzero(mask)
@@ -93,6 +114,9 @@ def child_throughput(repeat):
     composite = np.where(mask[..., None] != 0, img, up)
     runs = rle.encode_mask(mask)
     res = predict.med_encode(crop, mcrop)
+    stream, near_stream = entropy.cm_encode(crop, mcrop), entropy.cm_encode(crop, mcrop, 2)
+    jpeg_file = tiny_jpeg(img)
+    payload = jpeg.encode_jpeg_subject(jpeg_file, mask, verify=False)
     mp, box_mp = W * H / 1e6, mcrop.size / 1e6
     cases = [
         ("area_downsample", f"{W}x{H} RGB, s={S}", mp, resample.area_downsample, lambda: (img, S)),
@@ -102,6 +126,13 @@ def child_throughput(repeat):
         ("decode_mask", f"{W}x{H}, {len(runs)} B of runs", mp, rle.decode_mask, lambda: (runs, W, H)),
         ("med_encode", f"box {crop.shape[1]}x{crop.shape[0]} RGB", box_mp, predict.med_encode, lambda: (crop, mcrop)),
         ("med_decode", f"box {crop.shape[1]}x{crop.shape[0]} RGB", box_mp, predict.med_decode, lambda: (res, mcrop, 3)),
+        ("cm_encode (codings 3, 5)", f"box {crop.shape[1]}x{crop.shape[0]} RGB, N=0", box_mp, entropy.cm_encode,
+         lambda: (crop, mcrop)),
+        ("cm_decode (codings 3, 5)", f"box {crop.shape[1]}x{crop.shape[0]} RGB, N=0 / 2", box_mp,
+         lambda *a: (entropy.cm_decode(*a), entropy.cm_decode(near_stream, mcrop, 3, 2)), lambda: (stream, mcrop, 3)),
+        ("encode_jpeg_subject", f"{W}x{H} JPEG q90, verified", mp, jpeg.encode_jpeg_subject,
+         lambda: (jpeg_file, mask)),
+        ("decode_jpeg_subject", f"{W}x{H} JPEG q90", mp, jpeg.decode_jpeg_subject, lambda: (payload, mask)),
     ]
     out = {"subject_fraction": float(mask.mean())}
     for name, what, size, fn, setup in cases:
