@@ -59,13 +59,13 @@ DIV_SHIFT = 20
 DIV_MAX = 3 * 510
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _sgn3(e):
     """0 for zero, 1 for positive, 2 for negative."""
     return (e > 0) + 2 * (e < 0)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _med(W, N, NW):
     """The MED (LOCO-I) prediction."""
     mx = max(W, N)
@@ -77,13 +77,13 @@ def _med(W, N, NW):
     return W + N - NW
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _div_mul(step):
     """The multiplier that divides 0 … DIV_MAX by ``step`` (odd, 1 … 63)."""
     return -((-1 << DIV_SHIFT) // step)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _context(p, W, N, NW, NE, eW, eN, eNW, eNE, colour, u, near, div):
     """(offset of the context's probabilities, offset of the sign probability) (§6.3).
 
@@ -126,7 +126,7 @@ def _dbit(data, size, pos, rng, code, probs, i):
     return bit, pos, rng, code
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _dbypass(data, size, pos, rng, code):
     rng >>= 1
     bit = np.int64(code >= rng)
@@ -139,7 +139,7 @@ def _dbypass(data, size, pos, rng, code):
     return bit, pos, rng, code
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _reconstruct(pred, e, near, step, g, colour):
     """The reconstructed plane value of a residual e: coding 3 (near = 0) wraps mod 256;
     coding 5 steps e by 2N + 1 and clamps the channel (G' + value for a colour plane, G'
@@ -263,7 +263,7 @@ def _decode_box(data, mask, channels, near):
 # decisions in one tight loop.
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True, nogil=True)
 def _emit(probs, i, bit, dec, nd):
     v = probs[i]
     p = v & 0xFFFF
@@ -301,7 +301,7 @@ def _rc_encode(dec, nd, out, st):
     st[0], st[1], st[2], st[3], st[4] = low, rng, cache, csize, pos
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _shift_low(out, low, cache, csize, pos):
     """LZMA's ShiftLow: emit the pending byte (and 0xFF run) once its carry is known."""
     if low < 0xFF000000 or low > MASK32:

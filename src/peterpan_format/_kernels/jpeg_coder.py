@@ -171,7 +171,7 @@ del _pi, _d, _v
 _LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG, _MODE = 0, 1, 2, 3, 4, 5, 6, 7
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _shift_low(st, buf):
     low = st[_LOW]
     if low < 0xFF000000 or low >= 0x100000000:
@@ -193,7 +193,7 @@ def _shift_low(st, buf):
     st[_LOW] = (low & 0x00FFFFFF) << 8
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _next_byte(st, buf):
     p = st[_POS]
     st[_POS] = p + 1
@@ -230,7 +230,7 @@ def _code_p(st, buf, p, bit):
     return bit
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _adapt(probs, counts, ctx, bit):
     p = np.int64(probs[ctx])
     n = np.int64(counts[ctx])
@@ -243,7 +243,7 @@ def _adapt(probs, counts, ctx, bit):
         counts[ctx] = n + 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _bit(st, buf, probs, counts, ctx, bit):
     """Code one bit with the adaptive context ``ctx``."""
     bit = _code_p(st, buf, np.int64(probs[ctx]), bit)
@@ -275,7 +275,7 @@ def _mix(st, buf, probs, counts, weights, c1, c2, c3, w, s4, bit):
     return bit
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _bitlen(v):
     """Number of bits of v >= 0 (0 for 0), at most 40."""
     n = 0
@@ -345,7 +345,7 @@ def _prior(coef, left, up, upleft, upright, z):
     return min(_bitlen(pr), 9)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _rdiv(a, q):
     """a / q rounded to nearest, halves up (q >= 1)."""
     return (2 * a + q) // (2 * q)

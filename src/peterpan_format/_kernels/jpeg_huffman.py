@@ -104,7 +104,7 @@ def _bits(data, n, S):
     return (buf >> cnt) & ((np.int64(1) << n) - 1), (buf, cnt, pos, zeros, mark)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _extend(v, s):
     """T.81 F.12 EXTEND: the signed value of the ``s``-bit magnitude category code ``v``."""
     if s == 0:
@@ -114,7 +114,7 @@ def _extend(v, s):
     return v
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _overrun(S):
     """True if bits that were never in the data (zeros after a marker) were consumed."""
     return S[1] < S[3]
@@ -140,7 +140,7 @@ def _restart(data, S, expected):
     return OK, (zero, zero, pos + 2, zero, zero)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _block_baseline(data, luts, coef, b, dct, act, pred, S):
     """Decode one sequential block into coef[b]; (status, new DC predictor, state)."""
     status, pred, S = _block_dc_first(data, luts, coef, b, dct, pred, 0, S)
@@ -167,7 +167,7 @@ def _block_baseline(data, luts, coef, b, dct, act, pred, S):
     return OK, pred, S
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _block_dc_first(data, luts, coef, b, dct, pred, al, S):
     s, S = _huff(data, luts, dct, S)
     if s < 0 or s > 15:
@@ -178,7 +178,7 @@ def _block_dc_first(data, luts, coef, b, dct, pred, al, S):
     return OK, pred, S
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _block_ac_first(data, luts, coef, b, act, ss, se, al, eobrun, S):
     """One block of an AC first scan; (status, new EOB run, state)."""
     if eobrun > 0:
@@ -206,7 +206,7 @@ def _block_ac_first(data, luts, coef, b, act, ss, se, al, eobrun, S):
     return OK, eobrun, S
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _refine_bit(data, coef, b, z, p1, S):
     """Apply a correction bit to the already-nonzero coefficient at natural index z."""
     bit, S = _bits(data, 1, S)
