@@ -118,6 +118,8 @@ def test_compare_writes_a_view(photos):
                   "-o", photos / "view.png")
     assert result.returncode == 0, result.stderr
     assert "jpeg" in result.stdout and "webp" in result.stdout
+    name, _, _, subject_psnr, _ = result.stdout.splitlines()[1].split()
+    assert (name, subject_psnr) == ("ppan", "inf")  # a JPEG input keeps its subject exactly
     with Image.open(photos / "view.png") as view:
         assert view.width == 5 * 336
 
