@@ -27,7 +27,9 @@ import numpy as np
 from PIL import Image
 
 import peterpan_format
+from peterpan_format.container import SUBJ, read_chunk, read_head
 from peterpan_format.jpeg import encode_jpeg_subject
+from peterpan_format.subject import NAMES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "segmentation"
 SMALL = 0.15
@@ -66,10 +68,12 @@ def measure(path: Path, pixel_path: bool) -> dict:
 
 
 def _coding(ppan: bytes) -> str:
-    from peterpan_format.describe import SUBJECT_CODINGS
-
-    at = ppan.index(b"SUBJ") + 4
-    return SUBJECT_CODINGS[ppan[at]]
+    fp = io.BytesIO(ppan)
+    read_head(fp)
+    while True:
+        chunk_type, data = read_chunk(fp)
+        if chunk_type == SUBJ:
+            return NAMES[data[0]]
 
 
 def report(rows: list[dict]) -> None:

@@ -50,16 +50,18 @@ def main(paths: list[str]) -> None:
     for path in photos:
         with Image.open(path) as image:  # a JPEG opened from its file keeps its own coefficients
             image.load()
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")
             start = time.perf_counter()
             mask = segmenter(image)
             target = OUT / f"{path.stem}.ppan"
             peterpan_format.save(image, target, mask=mask)
             elapsed = (time.perf_counter() - start) * 1000
-            image = image.convert("RGB")
+            pixels, image = np.asarray(image), image.convert("RGB")
         with Image.open(target) as decoded:
             decoded.load()
             subject = np.asarray(mask) > 0
-            assert np.array_equal(np.asarray(decoded)[subject], np.asarray(image)[subject]), "subject changed"
+            assert np.array_equal(np.asarray(decoded)[subject], pixels[subject]), "subject changed"
             side_by_side(image, decoded, mask).save(OUT / f"{path.stem}.png")
         size = target.stat().st_size
         coding = describe(target)["subject"]["coding"]

@@ -1,8 +1,8 @@
 """Harness (c4): metadata.unpack on an arbitrary metadata chunk payload.
 
-The first byte picks the chunk type (exif, iccp, xmpd); the rest is the payload or, if the
-byte's high bit is set, a value stored Brotli-compressed, which must come back intact. A
-malformed chunk is skipped (with a warning), never raised.
+The first byte picks the chunk type (exif, iccp, xmpd, clas); the rest is the payload or,
+if the byte's high bit is set, a value stored Brotli-compressed, which must come back
+intact. A malformed chunk is skipped (with a warning), never raised.
 Run: ``python fuzz/fuzz_metadata.py fuzz/corpus/metadata fuzz/seeds/metadata -max_total_time=60``
 """
 
@@ -29,6 +29,12 @@ def TestOneInput(data: bytes) -> None:
         info = metadata.unpack({chunk_type: payload})
         assert len(info) <= 1
         for key, value in info.items():
+            if key == "subject_classes":  # {name: pixels}, which packs back to the value
+                assert isinstance(value, dict) and 0 < len(value) <= metadata.MAX_CLASSES
+                assert all(isinstance(n, str) and isinstance(p, int) for n, p in value.items())
+                if data[0] & 0x80:
+                    assert metadata.pack_classes(value) == data[1:]
+                continue
             assert isinstance(value, bytes)
             prefix = metadata.EXIF_PREFIX if key == "exif" else b""
             assert value.startswith(prefix) and len(value) <= metadata.MAX_VALUE + len(prefix)

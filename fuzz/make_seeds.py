@@ -1,7 +1,7 @@
 """Write the seed corpus of every harness to fuzz/seeds/<folder>/ (generated, not committed).
 
 Small valid files of every mode (L, RGB, RGBA) and option: background scales 1-8,
-feathers 0-32, every subject coding (subject.CODINGS), empty, full, single-pixel, ring and
+feathers 0-32, every subject coding (subject.NAMES), empty, full, single-pixel, ring and
 striped masks, metadata chunks; and, for the layer harnesses, the layer payloads of
 the fixed headers of ppan_fuzz.LAYER_FIXTURES.
 
@@ -51,11 +51,16 @@ FILE_CONFIGS = [
 ]
 
 
-def file_seeds() -> dict[str, bytes]:
+def subject_codings() -> list[str]:
+    """Every SUBJ coding but 0, by the name encode_file takes ("cm-near": coding 5)."""
     from peterpan_format import subject
 
+    return [name for name in subject.NAMES.values() if name != "none"]
+
+
+def file_seeds() -> dict[str, bytes]:
     seeds, configs = {}, list(FILE_CONFIGS)
-    for coding in subject.CODINGS:  # every coding in every mode, whatever "auto" picks
+    for coding in subject_codings():  # every coding in every mode, whatever "auto" picks
         configs += [(13, 9, 1, "ring", 2, 2, coding, {}), (13, 9, 3, "stripes", 3, 1, coding, {}),
                     (13, 9, 4, "ellipse", 4, 3, coding, {})]
     for width, height, channels, kind, scale, feather, coding, meta in configs:
@@ -68,11 +73,9 @@ def file_seeds() -> dict[str, bytes]:
 
 
 def layer_seeds() -> dict[str, dict[str, bytes]]:
-    from peterpan_format import subject
-
     folders = {"mask": {}, "background": {}, "subject": {}, "metadata": {}}
     for i, fixture in enumerate(ppan_fuzz.LAYER_FIXTURES):
-        codings = ["auto"] if fixture[5] == "empty" else list(subject.CODINGS)
+        codings = ["auto"] if fixture[5] == "empty" else subject_codings()
         for coding in codings:
             layers = ppan_fuzz.fixture_layers(i, coding)
             folders["subject"][f"{i}-{coding}"] = bytes([i]) + layers[b"SUBJ"]
@@ -84,13 +87,18 @@ def layer_seeds() -> dict[str, dict[str, bytes]]:
                 folders["subject"][f"{i}-residuals"] = bytes([i | 0x80]) + brotli.decompress(layers[b"SUBJ"][17:])
     from peterpan_format import metadata
 
-    values = {"exif": b"Exif\x00\x00" + EXIF, "icc_profile": b"\x00\x00\x02\x0c" + b"icc-profile" * 40, "xmp": "<x:xmpmeta>" + "a" * 200 + "</x:xmpmeta>"}
+    from peterpan_format.container import METADATA_TYPES
+
+    values = {"exif": b"Exif\x00\x00" + EXIF, "icc_profile": b"\x00\x00\x02\x0c" + b"icc-profile" * 40,
+              "xmp": "<x:xmpmeta>" + "a" * 200 + "</x:xmpmeta>",
+              "subject_classes": {"person": 51234, "cat": 678, "bicyclist": 9}}
     for key, value in values.items():
         packed = metadata.pack({key: value})
         for chunk_type, payload in packed.items():
-            k = [b"exif", b"iccp", b"xmpd"].index(chunk_type)
+            k = METADATA_TYPES.index(chunk_type)
             folders["metadata"][f"{chunk_type.decode()}-packed"] = bytes([k]) + payload
-            raw = value.encode() if isinstance(value, str) else value
+            raw = metadata.pack_classes(value) if isinstance(value, dict) else value
+            raw = raw.encode() if isinstance(raw, str) else raw
             folders["metadata"][f"{chunk_type.decode()}-stored"] = bytes([k, 0]) + raw[:64]
             folders["metadata"][f"{chunk_type.decode()}-raw"] = bytes([k | 0x80]) + raw[:200]
     return folders

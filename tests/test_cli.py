@@ -159,3 +159,9 @@ def test_dask_cluster_gives_identical_files(photos):
     assert [r.status for r in local] == [r.status for r in remote]
     for name in outputs(photos / "local"):
         assert (photos / "local" / name).read_bytes() == (photos / "dask" / name).read_bytes()
+
+
+def test_bad_options_stop_before_any_file(photos):
+    result = ppan("encode", photos / "in", "-o", photos / "out", "--masks", photos / "masks", "--max-error", "3")
+    assert result.returncode != 0 and "max_error goes with subject='near-lossless'" in result.stderr
+    assert not (photos / "out").exists()

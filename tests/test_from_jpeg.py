@@ -10,7 +10,7 @@ from PIL import Image
 import peterpan_format
 from conftest import SHARED_DATA, as_array, decode
 from peterpan_format.container import SUBJ, read_chunk, read_head
-from peterpan_format.subject import CODINGS
+from peterpan_format.subject import CODINGS, NEAR
 
 
 def jpeg_bytes(mode="RGB", size=(53, 41), seed=0, **params) -> bytes:
@@ -181,6 +181,6 @@ def test_near_lossless_keeps_the_smaller_of_coefficients_and_coding_5(max_error)
     auto = peterpan_format.from_jpeg(data, **params)
     sizes = {coding: len(peterpan_format.from_jpeg(data, subject_coding=coding, **params)) for coding in ("jpeg", "cm")}
     assert len(auto) == min(sizes.values())
-    assert subj_coding(auto) == (CODINGS["jpeg"] if sizes["jpeg"] <= sizes["cm"] else CODINGS["cm-near"])
+    assert subj_coding(auto) == (CODINGS["jpeg"] if sizes["jpeg"] <= sizes["cm"] else NEAR)
     error = np.abs(as_array(decode(auto)).astype(int) - pillow_pixels(data).astype(int))[mask]
     assert error.max() <= max_error

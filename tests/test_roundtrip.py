@@ -196,11 +196,14 @@ def test_subject_classes_round_trip_and_malformed_skipped():
         assert im.info["subject_classes"] == classes and list(im.info["subject_classes"]) == list(classes)
     with Image.open(io.BytesIO(encode(image, mask=mask))) as im:
         assert "subject_classes" not in im.info  # a given mask has no classes
-    for bad in (b"\0\0\0\1\0", b"\0\0\0\1\5abc", b"\0\0\0\1\1\xff", b"\0\0\0\1\1a\0\0\0\2\1a"):
+    for bad in (b"", b"\0\0\0\1\0", b"\0\0\0\1\5abc", b"\0\0\0\1\1\xff", b"\0\0\0\1\1a\0\0\0\2\1a"):
         with pytest.warns(UserWarning, match="clas"):
             assert "subject_classes" not in metadata.unpack({b"clas": b"\0" + bad})
-    with pytest.raises(ValueError, match="subject class"):
-        encode(image, mask=mask, subject_classes={"": 3})
+    for bad in ({"": 3}, {"a": None}, {"a": 2.5}, {"a": True}, {1: 5}, {"a": -1}, ["person"]):
+        with pytest.raises(ValueError, match="subject.class"):
+            encode(image, mask=mask, subject_classes=bad)
+    with pytest.raises(ValueError, match="jpeg_source"):
+        encode(image, mask=mask, jpeg_source="photo.jpg")
 
 
 def test_metadata_inherited_from_source_image():

@@ -140,6 +140,8 @@ def _jpeg_source(im: Image.Image, params: dict) -> bytes | None:
     the file of an image opened from a JPEG. The encoder checks that it reproduces the
     pixels being saved, so a stale or edited source is never trusted."""
     if params.get("jpeg_source") is not None:
+        if not isinstance(params["jpeg_source"], (bytes, bytearray, memoryview)):
+            raise ValueError("jpeg_source must be the bytes of the JPEG file")
         return bytes(params["jpeg_source"])
     if im.format not in ("JPEG", "MPO") or not getattr(im, "filename", None):
         return None

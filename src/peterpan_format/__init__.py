@@ -44,10 +44,11 @@ def from_jpeg(source: str | os.PathLike | bytes | IO[bytes], mask=None, **option
 
     The subject keeps the JPEG's own quantised DCT coefficients (SUBJ coding 4), so it
     decodes exactly as Pillow decodes the JPEG, for a fraction of the bytes of lossless
-    pixels. Where the JPEG cannot be kept (spec/FORMAT.md §6.4.7) the subject pixels are
-    coded losslessly instead; ``subject="jpeg"`` makes that an error. ``mask`` and
-    ``options`` are those of ``Image.save``; without a mask the segmenter finds the
-    subject. EXIF, ICC and XMP are kept; the mask is in the JPEG's stored orientation.
+    pixels, unless coding the pixels (as the ``subject`` mode says) is smaller or the JPEG
+    cannot be kept (spec/FORMAT.md §6.4.7); ``subject="jpeg"`` makes the latter an error.
+    ``mask`` and ``options`` are those of ``Image.save``; without a mask the segmenter
+    finds the subject. EXIF, ICC and XMP are kept; the mask is in the JPEG's stored
+    orientation.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)

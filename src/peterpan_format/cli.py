@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import __version__, batch
 from .batch import DECODE, DONE, ENCODE, FAILED, SKIPPED, Result
+from .options import EncodeOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +75,8 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subject-quality", type=int, metavar="Q",
                         help="high: quality 1-100 (default 90: largest error 2)")
     parser.add_argument("--subject-coding", metavar="CODING",
-                        help="auto (default: a JPEG input keeps its own DCT coefficients, other inputs "
-                             "use cm), or one of cm, webp, med, jpeg; cm codes a JPEG's pixels instead")
+                        help="auto (default: cm, or for a JPEG input its own DCT coefficients when "
+                             "smaller), or one of cm, jpeg, webp, med; cm codes a JPEG's pixels")
     parser.add_argument("--feather", type=int, metavar="PX")
 
 
@@ -88,7 +89,12 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 def _save_params(args: argparse.Namespace) -> dict:
     names = ("background_scale", "background_quality", "subject", "subject_coding", "max_error",
              "subject_quality", "feather", "segmenter")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    try:
+        EncodeOptions.from_mapping(params)  # once, rather than once per file
+    except ValueError as exc:
+        raise SystemExit(f"ppan: {exc}") from None
+    return params
 
 
 def _encode(args: argparse.Namespace) -> int:

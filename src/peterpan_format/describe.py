@@ -10,7 +10,6 @@ from typing import Any
 from . import container, metadata, subject
 from .container import BGND, MASK, SUBJ
 
-SUBJECT_CODINGS = {number: name for name, number in subject.CODINGS.items()} | {subject.NONE: "none"}
 
 
 def describe(path: str | os.PathLike) -> dict[str, Any]:
@@ -30,6 +29,8 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
     layers = collector.layers
     mask = decode_mask_layer(layers[MASK], header)
     subject_pixels = int(mask.sum())
+    if len(layers[SUBJ]) < 17:
+        raise OSError("PPAN SUBJ chunk is too short")
     coding, *box = struct.unpack_from(">BIIII", layers[SUBJ])
     file_bytes = path.stat().st_size
     return {
@@ -47,7 +48,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
             "pixels": subject_pixels,
             "area": round(subject_pixels / (header.width * header.height), 4),
             "box": box,
-            "coding": SUBJECT_CODINGS.get(coding, f"unknown ({coding})"),
+            "coding": subject.NAMES.get(coding, f"unknown ({coding})"),
             "bytes": len(layers[SUBJ]),
             "classes": metadata.unpack({t: v for t, v in collector.metadata.items() if t == b"clas"})
             .get("subject_classes", {}),

@@ -50,8 +50,21 @@ def _class_pixels(found) -> dict[str, int] | None:
     if found.class_map is None:
         return None
     ids, counts = np.unique(np.asarray(found.class_map)[np.asarray(found.mask) != 0], return_counts=True)
-    pairs = sorted(((int(n), found.class_names.get(int(i), f"class {i}")) for i, n in zip(ids, counts) if i), reverse=True)
-    return {name: n for n, name in pairs} or None
+    pixels: dict[str, int] = {}
+    for i, n in zip(ids.tolist(), counts.tolist()):
+        if i:
+            name = str(found.class_names.get(i, f"class {i}"))
+            pixels[name] = pixels.get(name, 0) + n
+    return dict(sorted(pixels.items(), key=lambda item: -item[1])) or None
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Smallest (x0, y0, width, height) holding every subject pixel; (0, 0, 0, 0) if none."""
+    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import struct
 import warnings
 from typing import Any, Mapping
@@ -20,7 +21,8 @@ MAX_CLASSES = 255
 
 
 def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
-    """Metadata chunk payloads from save parameters (``exif``, ``icc_profile``, ``xmp``)."""
+    """Metadata chunk payloads from save parameters (``exif``, ``icc_profile``, ``xmp``,
+    ``subject_classes``)."""
     chunks = {}
     for chunk_type, key in _KEYS.items():
         value = params.get(key)
@@ -42,7 +44,7 @@ def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
     return chunks
 
 
-def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, bytes]:
+def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, Any]:
     """Pillow ``info`` entries from metadata chunks; a malformed one is skipped with a warning."""
     info = {}
     for chunk_type, payload in chunks.items():
@@ -64,19 +66,23 @@ def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, bytes]:
 
 def pack_classes(classes: Mapping[str, int]) -> bytes:
     """The ``clas`` value of {class name: subject pixels}, in the mapping's order."""
-    if len(classes) > MAX_CLASSES:
-        raise ValueError(f"subject_classes has {len(classes)} classes; PPAN allows at most {MAX_CLASSES}")
+    if not isinstance(classes, Mapping) or len(classes) > MAX_CLASSES:
+        raise ValueError(f"subject_classes must be a mapping of at most {MAX_CLASSES} names to pixel counts")
     out = b""
     for name, pixels in classes.items():
-        raw = str(name).encode("utf-8")
-        if not 1 <= len(raw) <= 255 or not 0 <= int(pixels) < 1 << 32:
-            raise ValueError(f"subject class {name!r}: a name of 1-255 UTF-8 bytes and 0 <= pixels < 2**32")
+        valid = isinstance(name, str) and isinstance(pixels, numbers.Integral) and not isinstance(pixels, bool)
+        raw = name.encode("utf-8") if valid else b""
+        if not (1 <= len(raw) <= 255 and 0 <= pixels < 1 << 32):
+            raise ValueError(f"subject class {name!r}: {pixels!r}: a name of 1-255 UTF-8 bytes and an int "
+                             "0 <= pixels < 2**32")
         out += _CLASS_PIXELS.pack(int(pixels)) + bytes([len(raw)]) + raw
     return out
 
 
 def unpack_classes(value: bytes) -> dict[str, int]:
     """{class name: subject pixels} from a ``clas`` value (ValueError if malformed)."""
+    if not value:
+        raise ValueError("no class entry")
     classes, pos = {}, 0
     while pos < len(value):
         if pos + 5 > len(value) or pos + 5 + value[pos + 4] > len(value) or value[pos + 4] == 0:

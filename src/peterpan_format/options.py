@@ -35,10 +35,11 @@ class EncodeOptions:
         PSNR >= 20 log10(255 / max_error)).
     subject_quality: "high" only: 1-100 (default 90), the maximum error
         ``max_error_of_quality(q)``: 95 -> 1, 90 -> 2, 80 -> 4, 70 -> 6, 50 -> 10.
-    subject_coding: "auto" (the JPEG's coefficients when the image came from a JPEG file
-        that reproduces it, else the context-modelling coder "cm", the smallest pixel coding
-        on every photo measured), or force one: "cm", "webp" (WebP lossless), "med"
-        (MED + Brotli), "jpeg".
+    subject_coding: "auto": the context-modelling coder "cm" (the smallest pixel coding on
+        every photo measured; near-lossless in those modes), and when the image came from a
+        JPEG file that reproduces it, the JPEG's coefficients if they are smaller. Or force
+        one: "cm", "jpeg" (exact, so it meets any max_error), "webp" (WebP lossless) or
+        "med" (MED + Brotli), the last two for "lossless" only.
     """
 
     background_scale: int = 4

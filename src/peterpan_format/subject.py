@@ -11,30 +11,25 @@ from PIL import Image
 
 from ._kernels.entropy import CM_ERRORS, NEAR_MAX, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
+from .masking import box_of
 from .streams import brotli_decompress, decode_embedded_webp
 
 NONE, WEBP, MED, CM, JPEG, NEAR = 0, 1, 2, 3, 4, 5
-CODINGS = {"webp": WEBP, "med": MED, "cm": CM, "jpeg": JPEG, "cm-near": NEAR}
-#: what "auto" tries, in order (ties keep the first). Coding 3 was the smallest pixel coding
-#: on every one of 40 shared photos and is ~10x faster to encode than WebP lossless or
-#: MED + Brotli q11 (benchmarks/subject_codings.py), so it alone of those is tried; coding 4
-#: is tried too when the pixels came from a JPEG file that is at hand.
-AUTO = (JPEG, CM)
+#: the codings a caller can ask for (subject_coding); "cm" writes coding 5 when an error is allowed
+CODINGS = {"webp": WEBP, "med": MED, "cm": CM, "jpeg": JPEG}
+#: every coding's name, as ``ppan info`` shows it
+NAMES = {NONE: "none", WEBP: "webp", MED: "med", CM: "cm", JPEG: "jpeg", NEAR: "cm-near"}
+#: the pixel codings "auto" tries. Coding 3 was the smallest on every one of 40 shared photos
+#: and is ~10x faster to encode than WebP lossless or MED + Brotli q11
+#: (benchmarks/subject_codings.py), so it alone is tried. Coding 4 competes with it when the
+#: pixels came from a JPEG file that is at hand.
+AUTO = (CM,)
 _PREFIX = struct.Struct(">BIIII")
 
 WEBP_LOSSLESS = {"lossless": True, "quality": 100, "method": 4, "exact": True}
 WEBP_MAX_SIDE = 16383
 BROTLI_QUALITY = 11
 BROTLI_WINDOW = 24
-
-
-def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Smallest (x0, y0, width, height) holding every subject pixel; (0, 0, 0, 0) if none."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return 0, 0, 0, 0
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -46,10 +41,11 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
            near: int = 0) -> bytes:
     """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1.
 
-    ``jpeg``: the JPEG file that ``pixels`` were decoded from, for coding 4. "auto" uses it
-    when its coefficients reproduce ``pixels`` at every subject pixel; coding="jpeg" needs
-    that and raises ValueError otherwise. ``near`` = N > 0 allows an error of N per
-    channel: the range coder ("cm") then writes coding 5; coding 4 stays exact.
+    ``near`` = N > 0 allows an error of N per channel: the range coder ("cm") then writes
+    coding 5. ``jpeg`` is the JPEG file that ``pixels`` were decoded from: "auto" writes the
+    smaller of coding 4 (exact, when the JPEG's coefficients reproduce ``pixels`` at every
+    subject pixel) and its pixel coding; "jpeg" needs coding 4 and raises ValueError
+    otherwise.
     """
     box = box_of(mask)
     if box[2] == 0:
@@ -63,8 +59,9 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
     if coding in ("auto", "jpeg"):
         kept = _encode_jpeg(jpeg, pixels, mask, required=coding == "jpeg")
         candidates += [(JPEG, kept)] if kept is not None else []
-    wanted = [CODINGS[coding]] if coding != "auto" else [c for c in AUTO if c != WEBP or fits_webp]
-    candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted if c != JPEG]
+    if coding != "jpeg":
+        wanted = AUTO if coding == "auto" else (CODINGS[coding],)
+        candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted]
     best, data = min(candidates, key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
 
@@ -115,7 +112,8 @@ _ENCODERS = {WEBP: _encode_webp, MED: _encode_med, CM: _encode_cm}
 
 
 def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.ndarray | None]:
-    """(box, values) where values is the (h, w, C) box whose subject pixels are exact."""
+    """(box, values): values is the (h, w, C) box, defined at its subject pixels (exact, or
+    within coding 5's maximum error); (box, None) for an empty mask."""
     if len(payload) < _PREFIX.size:
         raise OSError("PPAN SUBJ chunk is too short")
     coding, *box = _PREFIX.unpack_from(payload)

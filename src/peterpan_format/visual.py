@@ -46,7 +46,8 @@ def border_point(mask: np.ndarray) -> tuple[int, int]:
 
 def compare(image: Image.Image, mask: np.ndarray, **params) -> tuple[Image.Image, dict[str, Any]]:
     """(side-by-side sheet, numbers) for ``image`` saved as .ppan with ``mask`` and ``params``."""
-    data = encoded(image, "PPAN", mask=mask, **params)  # before converting: a JPEG keeps its coefficients
+    source = image if image.mode in ("L", "RGB") else image.convert("RGB")  # a JPEG keeps its coefficients
+    data = encoded(source, "PPAN", mask=mask, **params)
     image = image.convert("RGB")
     views = {"original": image, "ppan": Image.open(io.BytesIO(data)).convert("RGB")}
     numbers = {"ppan": {"bytes": len(data)}}

@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import payload as _payload
 from .parser import JpegImage, read_jpeg
-from ..subject import box_of
+from ..masking import box_of
 from .pixels import render
 
 
