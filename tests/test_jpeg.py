@@ -22,7 +22,7 @@ from peterpan_format.jpeg.parser import layout
 from peterpan_format.jpeg.pixels import render
 from peterpan_format.jpeg.select import kept_blocks
 from peterpan_format.jpeg.writer import forward_dct, write_jpeg
-from peterpan_format.subject import box_of
+from peterpan_format.masking import box_of
 from spec_reader import _decode_coding4
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "segmentation"
