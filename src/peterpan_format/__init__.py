@@ -19,7 +19,7 @@ from . import PpanImagePlugin
 from .PpanImagePlugin import register
 from .options import EncodeOptions
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["EncodeOptions", "from_jpeg", "register", "save", "__version__"]
 
 
