@@ -102,6 +102,48 @@ def _context(p, W, N, NW, NE, eW, eN, eNW, eNE, colour, u, near, div):
     return p * PLANE_PROBS + ctx * SLOTS, p * PLANE_SIGNS + sctx
 
 
+# ---------------------------------------------------------------- the model (both sides)
+# V and E hold two rows (this one, r, and the one above, a) of values and residuals per
+# plane, with a border column on each side; residuals outside the box stay 0.
+
+
+@numba.njit(inline="always")
+def _start_row(V, r, a, w, first_row):
+    """Fill the border columns that row r's predictions read (§6.3 edge rules)."""
+    for p in range(V.shape[0]):
+        if first_row:
+            V[p, r, 0] = 0
+        else:
+            V[p, r, 0] = V[p, a, 1]
+            V[p, a, 0] = V[p, a, 1]
+            V[p, a, w + 1] = V[p, a, w]
+
+
+@numba.njit(inline="always")
+def _model(V, E, p, r, a, X, first_row, subject, near, div):
+    """(prediction, context offset, sign context offset) of plane p at column X; the
+    contexts are 0 at a background pixel, which codes nothing."""
+    W = V[p, r, X - 1]
+    if first_row:
+        N = W
+        NW = W
+        NE = W
+    else:
+        N = V[p, a, X]
+        NW = V[p, a, X - 1]
+        NE = V[p, a, X + 1]
+    pred = _med(W, N, NW)
+    if not subject:
+        return pred, 0, 0
+    colour = V.shape[0] > 1 and 0 < p < 3
+    u = _sgn3(E[1, r, X]) if V.shape[0] > 1 and p == 2 else 0
+    ctx, sctx = _context(
+        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1],
+        colour, u, near, div,
+    )
+    return pred, ctx, sctx
+
+
 # ---------------------------------------------------------------- decoder
 
 
@@ -183,8 +225,6 @@ def _decode_box(data, mask, channels, near):
         pos += 1
         code = (code << 8) | byte
     rng = MASK32
-    # two rows (this one and the one above) of values and residuals per plane, with a
-    # border column on each side; residuals outside the box stay 0
     V = np.zeros((channels, 2, w + 2), np.int64)
     E = np.zeros((channels, 2, w + 2), np.int64)
     probs = np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64)
@@ -193,34 +233,13 @@ def _decode_box(data, mask, channels, near):
         r = y & 1
         a = r ^ 1
         first_row = y == 0
-        for p in range(channels):
-            if first_row:
-                V[p, r, 0] = 0
-            else:
-                V[p, r, 0] = V[p, a, 1]
-                V[p, a, 0] = V[p, a, 1]
-                V[p, a, w + 1] = V[p, a, w]
+        _start_row(V, r, a, w, first_row)
         for X in range(1, w + 1):
             subject = mask[y, X - 1] != 0
             for p in range(channels):
-                W = V[p, r, X - 1]
-                if first_row:
-                    N = W
-                    NW = W
-                    NE = W
-                else:
-                    N = V[p, a, X]
-                    NW = V[p, a, X - 1]
-                    NE = V[p, a, X + 1]
-                pred = _med(W, N, NW)
+                pred, ctx, sctx = _model(V, E, p, r, a, X, first_row, subject, near, div)
                 e = np.int64(0)
                 if subject:
-                    colour = channels > 1 and (p == 1 or p == 2)
-                    u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
-                    ctx, sctx = _context(
-                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1],
-                        colour, u, near, div,
-                    )
                     # zero flag, sign, exponent k in unary (at most 7 ones), mantissa
                     bit, pos, rng, code = _dbit(data, size, pos, rng, code, probs, ctx)
                     if bit:
@@ -338,21 +357,17 @@ def _grow(out, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cm_encode(pixels, mask, near, keep):
-    """(stream, reconstruction): with ``keep`` the reconstruction is what the decoder
-    returns for the stream, else it is empty."""
+def _cm_encode(pixels, mask, near):
     if near == 0:  # as in _cm_decode
-        return _encode_box(pixels, mask, 0, keep)
-    return _encode_box(pixels, mask, near, keep)
+        return _encode_box(pixels, mask, 0)
+    return _encode_box(pixels, mask, near)
 
 
 @numba.njit(inline="always")
-def _encode_box(pixels, mask, near, keep):
+def _encode_box(pixels, mask, near):
     h, w, channels = pixels.shape
     step = 2 * near + 1
     div = _div_mul(step)
-    offset = 128 if near == 0 else 0
-    recon = np.empty((h, w, channels) if keep else (0, 0, channels), np.uint8)
     out = np.empty(channels * count_set(mask) // 2 + 64, np.uint8)
     st = np.array([0, MASK32, 0, 1, 0], np.int64)
     # a value takes at most 1 + 1 + 7 + 1 + 6 = 16 decisions
@@ -366,13 +381,7 @@ def _encode_box(pixels, mask, near, keep):
         r = y & 1
         a = r ^ 1
         first_row = y == 0
-        for p in range(channels):
-            if first_row:
-                V[p, r, 0] = 0
-            else:
-                V[p, r, 0] = V[p, a, 1]
-                V[p, a, 0] = V[p, a, 1]
-                V[p, a, w + 1] = V[p, a, w]
+        _start_row(V, r, a, w, first_row)
         nd = 0
         for X in range(1, w + 1):
             subject = mask[y, X - 1] != 0
@@ -390,24 +399,10 @@ def _encode_box(pixels, mask, near, keep):
                 values[2] = pixels[y, X - 1, 2]
                 values[3] = pixels[y, X - 1, channels - 1]
             for p in range(channels):
-                W = V[p, r, X - 1]
-                if first_row:
-                    N = W
-                    NW = W
-                    NE = W
-                else:
-                    N = V[p, a, X]
-                    NW = V[p, a, X - 1]
-                    NE = V[p, a, X + 1]
-                pred = _med(W, N, NW)
+                colour = channels > 1 and 0 < p < 3
+                pred, ctx, sctx = _model(V, E, p, r, a, X, first_row, subject, near, div)
                 e = np.int64(0)
                 if subject:
-                    colour = channels > 1 and (p == 1 or p == 2)
-                    u = _sgn3(E[1, r, X]) if channels > 1 and p == 2 else 0
-                    ctx, sctx = _context(
-                        p, W, N, NW, NE, E[p, r, X - 1], E[p, a, X], E[p, a, X - 1], E[p, a, X + 1],
-                        colour, u, near, div,
-                    )
                     if near == 0:
                         e = ((values[p] - pred + 128) & 255) - 128
                     else:
@@ -429,26 +424,15 @@ def _encode_box(pixels, mask, near, keep):
                             for j in range(k - 2, -1, -1):
                                 dec[nd] = ((m >> j) & 1) << PROB_BITS
                                 nd += 1
-                V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
+                V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], colour)
                 E[p, r, X] = e
-        # the decoder's output (the reconstruction), in a pass of its own
-        for X in range(1, w + 1 if keep else 1):
-            if channels == 1:
-                recon[y, X - 1, 0] = V[0, r, X]
-            else:
-                g = V[0, r, X]
-                recon[y, X - 1, 0] = (V[1, r, X] + g - offset) & 255
-                recon[y, X - 1, 1] = g
-                recon[y, X - 1, 2] = (V[2, r, X] + g - offset) & 255
-                if channels == 4:
-                    recon[y, X - 1, 3] = V[3, r, X]
         # a decision shifts out at most 2 bytes (p >= 1 keeps range >= 2^12); the pending
         # bytes (cache size) are written at the latest with them
         out = _grow(out, st[4] + st[3] + 2 * nd + 16)
         _rc_encode(dec, nd, out, st)
     out = _grow(out, st[4] + st[3] + 8)
     _rc_flush(out, st)
-    return out[1 : st[4]].copy(), recon
+    return out[1 : st[4]].copy()
 
 
 def _check_near(near) -> int:
@@ -457,17 +441,15 @@ def _check_near(near) -> int:
     return int(near)
 
 
-def cm_encode(pixels, mask, near: int = 0, *, reconstruction: bool = False):
+def cm_encode(pixels, mask, near: int = 0):
     """The range-coded stream (uint8) of a box crop uint8[h, w, C] (C = 1, 3, 4).
 
     ``mask`` is the uint8[h, w] mask crop (nonzero = subject). ``near`` = 0 gives SUBJ
     coding 3 (lossless); ``near`` = N in 1 … 31 gives the stream of SUBJ coding 5 (without
     its leading byte N), whose decoded subject pixels are within N of ``pixels`` in every
-    channel. With ``reconstruction`` the result is (stream, values): values is what
-    ``cm_decode`` returns for the stream, background pixels of the box included.
+    channel.
     """
-    stream, values = _cm_encode(*as_box(pixels, mask), _check_near(near), bool(reconstruction))
-    return (stream, values) if reconstruction else stream
+    return _cm_encode(*as_box(pixels, mask), _check_near(near))
 
 
 def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int]:
