@@ -50,6 +50,8 @@ def main(argv=None):
     p.add_argument("--time-n", type=int, default=30, help="photos to time")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many photos per source")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="inference long side (default: the model's own)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -58,7 +60,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from .base import WEIGHTS_DIR, load_segmenter
 
-    seg = load_segmenter(args.model, device="cpu")
+    options = {"input_size": args.input_size} if args.input_size else {}
+    seg = load_segmenter(args.model, device="cpu", **options)
     names = seg.class_names
     known = {n for i, n in names.items() if i != 0}
     subj_src = np.zeros(256, bool)
