@@ -1,5 +1,6 @@
 """Area downsampling (encoder, spec §12) and fixed-point bicubic upsampling (spec §8.1)."""
 
+import functools
 import math
 from fractions import Fraction
 
@@ -129,16 +130,22 @@ def bicubic_weights(s: int) -> tuple[np.ndarray, np.ndarray]:
     s = int(s)
     if s < 1:
         raise ValueError("scale must be >= 1")
-    offsets = np.empty(s, np.int64)
-    weights = np.empty((s, 4), np.int64)
+    offsets, weights = _phases(s)
+    return np.array(offsets, np.int64), np.array(weights, np.int64).reshape(s, 4)
+
+
+@functools.lru_cache(maxsize=64)
+def _phases(s: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """bicubic_weights as tuples, computed once per scale (exact arithmetic is slow)."""
+    offsets, weights = [], []
     for j in range(s):
         f = Fraction(2 * j + 1 - s, 2 * s)
         o = math.floor(f) - 1
         w = [math.floor(4096 * _keys(f - o - t) + Fraction(1, 2)) for t in range(4)]
         w[w.index(max(w))] += 4096 - sum(w)
-        offsets[j] = o
-        weights[j] = w
-    return offsets, weights
+        offsets.append(o)
+        weights.append(tuple(w))
+    return tuple(offsets), tuple(weights)
 
 
 def area_downsample(img, s: int, mask=None) -> np.ndarray:
