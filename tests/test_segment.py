@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -196,6 +197,32 @@ def test_load_save_pretrained_dir(tiny_model, tmp_path):
     (d / "segmenter.json").write_text('{"class_names": {"0": "background", "1": "cat", "2": "person"}}')
     seg = load_segmenter(d, device="cpu")
     assert seg.segment(_img()).class_names[1] == "cat"
+
+
+def test_flip_averages_the_mirror_image(tiny_model, tmp_path):
+    import torch
+
+    class Ramp(torch.nn.Module):  # class 1 where red + a left-to-right ramp > 0: not mirror-symmetric
+        def forward(self, x):
+            ramp = torch.linspace(-3, 3, x.shape[3]).view(1, 1, 1, -1)
+            return torch.cat([torch.zeros_like(x[:, :1]), x[:, :1] + ramp], 1)
+
+    im = _img(64, 40)
+    mirrored = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def disagreement(flip):  # the share of pixels where seg(mirror) is not the mirror of seg(im)
+        seg = load_segmenter(Ramp(), device="cpu", flip=flip)
+        return np.mean(seg.predict(im) != seg.predict(mirrored)[:, ::-1])
+
+    assert disagreement(False) > 0.2
+    assert disagreement(True) < 0.005  # averaging with the mirror cancels the ramp
+    # a model directory's segmenter.json turns it on (the shipped model's does)
+    d = tmp_path / "model"
+    tiny_model.save_pretrained(str(d))
+    assert load_segmenter(d, device="cpu").flip is False
+    (d / "segmenter.json").write_text('{"flip": true}')
+    assert load_segmenter(d, device="cpu").flip is True
+    assert json.loads((WEIGHTS_DIR / "segmenter.json").read_text())["flip"] is True
 
 
 def test_load_pt_state_dict(tiny_model, tmp_path):

@@ -154,7 +154,8 @@ class ModelSegmenter(Segmenter):
 
     The image is converted to RGB, resized so that its long side is ``input_size``
     (default 320), normalised with ``mean``/``std`` (ImageNet), padded to a multiple of 32
-    and run once; the logits are upsampled (bilinear) to the image size. C = 1: sigmoid
+    and run once (with ``flip``, on the image and its mirror, logits averaged); the logits
+    are upsampled (bilinear) to the image size. C = 1: sigmoid
     >= 0.5 is class 1; C > 1: argmax, class 0 = background. Then
     :func:`~peterpan_format.segment.postprocess.postprocess` (max 3 subjects by priority,
     specks dropped, holes filled, edge dilated by ``dilate`` px + 1 px per full-resolution
@@ -176,6 +177,7 @@ class ModelSegmenter(Segmenter):
         dilate: int = 3,
         scale_dilate: bool = True,
         channels_last: bool = True,
+        flip: bool = False,
     ):
         torch = _require_torch()
         self.device = _pick_device(device)
@@ -191,6 +193,7 @@ class ModelSegmenter(Segmenter):
         self.pp = dict(max_subjects=max_subjects, min_area_frac=min_area_frac,
                        fill_holes=fill_holes, dilate=dilate)
         self.scale_dilate = scale_dilate
+        self.flip = bool(flip)
 
     def predict(self, image: Image.Image) -> np.ndarray:
         """Raw class map (uint8, image size) before post-processing."""
@@ -211,9 +214,13 @@ class ModelSegmenter(Segmenter):
                 x = F.pad(x, (0, pw, 0, ph), mode="replicate")
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if self.flip:  # the mirror image too, in the same batch; logits averaged
+                x = torch.cat([x, x.flip(3)])
             logits = self.model(x)
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
+            if self.flip:
+                logits = (logits[:1] + logits[1:].flip(3)) / 2
             logits = logits[:, :, :nh, :nw].float()
             if (nh, nw) != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
@@ -289,7 +296,7 @@ def _from_meta(model, meta, head, device, options):
     if classes is None:
         conv = head[0] if head is not None else None
         classes = getattr(conv, "out_channels", None)
-    kw = dict(input_size=meta.get("input_size", DEFAULT_INPUT_SIZE),
+    kw = dict(input_size=meta.get("input_size", DEFAULT_INPUT_SIZE), flip=bool(meta.get("flip", False)),
               mean=tuple(meta.get("mean", IMAGENET_MEAN)), std=tuple(meta.get("std", IMAGENET_STD)))
     kw.update(options)
     return ModelSegmenter(model, _names_from_meta(meta, classes), device=device, **kw)
@@ -347,7 +354,7 @@ def load_segmenter(name_or_path=None, device="auto", **options) -> Segmenter:
       0/255 mask; a mask of the wrong size raises ``ValueError``.
 
     ``options`` go to :class:`ModelSegmenter` (``input_size``, ``max_subjects``,
-    ``min_area_frac``, ``fill_holes``, ``dilate``, ``scale_dilate``, ``channels_last``) or, for callables,
+    ``min_area_frac``, ``fill_holes``, ``dilate``, ``scale_dilate``, ``channels_last``, ``flip``) or, for callables,
     to :class:`CallableSegmenter` (``postprocess=True`` and post-processing options).
     """
     if isinstance(name_or_path, Segmenter):

@@ -52,6 +52,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--input-size", type=int, default=None,
                    help="inference long side (default: the model's own)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirror image (default: the model's own setting)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -61,6 +63,8 @@ def main(argv=None):
     from .base import WEIGHTS_DIR, load_segmenter
 
     options = {"input_size": args.input_size} if args.input_size else {}
+    if args.flip is not None:
+        options["flip"] = args.flip
     seg = load_segmenter(args.model, device="cpu", **options)
     names = seg.class_names
     known = {n for i, n in names.items() if i != 0}

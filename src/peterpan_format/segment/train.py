@@ -311,6 +311,7 @@ def main(argv=None):
         "classes": len(names),
         "class_names": {str(k): v for k, v in names.items()},
         "input_size": args.input_size,
+        "flip": True,  # infer on the image and its mirror (docs/SEGMENTATION.md)
         "mean": MEAN,
         "std": STD,
         "trained_on": "ccp, cat, hsd" + (", camvid" if args.include_camvid else ""),
