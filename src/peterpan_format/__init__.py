@@ -15,8 +15,7 @@ from typing import IO
 
 from PIL import Image
 
-from . import PpanImagePlugin
-from .PpanImagePlugin import register
+from .PpanImagePlugin import register  # importing the plugin registers the format
 from .options import EncodeOptions
 
 __version__ = "0.2.0"
