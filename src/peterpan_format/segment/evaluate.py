@@ -72,6 +72,9 @@ def main(argv=None):
     for sid, n in SOURCE_NAMES.items():
         if n in known or (known == {"subject"} and sid != 0):
             subj_src[sid] = True
+    if not subj_src.any():
+        raise SystemExit(f"evaluate: the model's classes {names} name none of the data's "
+                         f"({sorted(set(SOURCE_NAMES.values()) - {'background'})}); give it a segmenter.json with class_names")
     data = Path(args.data)
     ids = (data / "splits" / f"{args.split}.txt").read_text().split()
     per = {}

@@ -17,7 +17,7 @@ onto the background of another) runs on tensors in the main process.
 Stopping is time based (``--minutes``); the learning rate follows a cosine
 over that time budget.  The model is validated every ``--val-every`` minutes
 on the val split (subject IoU = union of all subject classes vs ``masks/``)
-and the best one is saved to ``<out>/best`` (smp ``save_pretrained``),
+and the best one is saved to ``<out>/best`` (smp ``save_pretrained`` + segmenter.json),
 ``<out>/best.pt`` (state-dict format accepted by ``load_segmenter``) and
 ``<out>/best.json`` (metrics).  ``--export DIR`` writes the best model as fp16
 in the package format (config.json, model.safetensors, segmenter.json).
@@ -349,6 +349,7 @@ def main(argv=None):
             if res["mean"] > best:
                 best = res["mean"]
                 model.save_pretrained(str(out / "best"))
+                (out / "best" / "segmenter.json").write_text(json.dumps(meta, indent=2) + "\n")
                 sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 torch.save({"arch": args.arch, "encoder": args.encoder, "classes": len(names),
                             "class_names": names, "state_dict": sd}, out / "best.pt")
