@@ -236,6 +236,9 @@ def test_load_pt_state_dict(tiny_model, tmp_path):
     seg = load_segmenter(p, device="cpu")
     r = _check_model_seg(seg, _img(33, 77))
     assert r.class_names[1] == "person" and (np.asarray(r.class_map) == 1).all()
+    assert seg.flip is False
+    torch.save({**torch.load(p, weights_only=True), "flip": True}, p)
+    assert load_segmenter(p, device="cpu").flip is True  # as a segmenter.json can say
     bad = tmp_path / "bad.pt"
     torch.save({"state_dict": tiny_model.state_dict()}, bad)
     with pytest.raises(ValueError):

@@ -306,7 +306,7 @@ def _load_state_dict_file(path: Path, device, options):
     """A ``.pt``/``.pth`` file written by ``torch.save`` of a dict with keys ``arch`` (smp
     architecture name, e.g. "Unet"), ``encoder`` (smp encoder name), ``classes`` (int),
     ``state_dict``; optional ``class_names`` ({id: name}), ``model_kwargs`` (extra
-    ``smp.create_model`` arguments), ``input_size``, ``mean``, ``std``."""
+    ``smp.create_model`` arguments), ``input_size``, ``mean``, ``std``, ``flip``."""
     torch = _require_torch()
     import segmentation_models_pytorch as smp
 
@@ -323,7 +323,7 @@ def _load_state_dict_file(path: Path, device, options):
                              classes=int(ckpt["classes"]), **dict(ckpt.get("model_kwargs") or {}))
     sd = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     model.load_state_dict(sd)
-    meta = {k: ckpt[k] for k in ("classes", "class_names", "input_size", "mean", "std") if k in ckpt}
+    meta = {k: ckpt[k] for k in ("classes", "class_names", "input_size", "mean", "std", "flip") if k in ckpt}
     return _from_meta(model, meta, None, device, options)
 
 

@@ -351,8 +351,7 @@ def main(argv=None):
                 model.save_pretrained(str(out / "best"))
                 (out / "best" / "segmenter.json").write_text(json.dumps(meta, indent=2) + "\n")
                 sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                torch.save({"arch": args.arch, "encoder": args.encoder, "classes": len(names),
-                            "class_names": names, "state_dict": sd}, out / "best.pt")
+                torch.save({**meta, "state_dict": sd}, out / "best.pt")
                 (out / "best.json").write_text(json.dumps(
                     {"step": step, "seen": seen, "epochs": seen / len(train),
                      "minutes": (time.time() - tstart) / 60, "val": res, **meta}, indent=2))
