@@ -362,7 +362,8 @@ def test_save_refuses_a_background_wider_than_webp_allows(tmp_path, size, scale)
     image = Image.new("L", size)
     path = tmp_path / "wide.ppan"
     with pytest.raises(ValueError, match="background_scale"):
-        peterpan_format.save(image, path, mask=np.zeros(size[::-1], bool), background_scale=scale)
+        peterpan_format.save(image, path, mask=np.zeros(size[::-1], bool), background_scale=scale,
+                              no_subject="background")
     assert os.listdir(tmp_path) == []
 
 
@@ -386,5 +387,6 @@ def test_save_refuses_options_outside_the_format(tmp_path, params):
 def test_save_refuses_sizes_outside_the_format(tmp_path):
     image = Image.new("L", (65536, 1))
     with pytest.raises((ValueError, OSError)):
-        peterpan_format.save(image, tmp_path / "x.ppan", mask=np.zeros((1, 65536), bool), background_scale=8)
+        peterpan_format.save(image, tmp_path / "x.ppan", mask=np.zeros((1, 65536), bool), background_scale=8,
+                              no_subject="background")
     assert os.listdir(tmp_path) == []

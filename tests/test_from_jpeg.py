@@ -153,7 +153,7 @@ def test_cmyk_and_non_jpeg_inputs():
 
 def test_empty_mask_and_whole_image():
     data = jpeg_bytes()
-    empty = peterpan_format.from_jpeg(data, mask=np.zeros((41, 53), bool))
+    empty = peterpan_format.from_jpeg(data, mask=np.zeros((41, 53), bool), no_subject="background")
     assert subj_coding(empty) == 0
     whole = peterpan_format.from_jpeg(data, mask=np.ones((41, 53), bool))
     assert subj_coding(whole) == CODINGS["jpeg"]

@@ -121,15 +121,17 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     import numpy as np
 
     from . import codec
-    from .masking import resolve_mask
+    from .masking import apply_no_subject, resolve_mask
     from .options import EncodeOptions
 
     params = im.encoderinfo
     options = EncodeOptions.from_mapping(params)
     image = _savable(im)
     mask, classes = resolve_mask(image, params.get("mask"), params.get("segmenter"))
+    mask, no_subject = apply_no_subject(mask, options.no_subject)
     meta = {key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")}
-    chunks = metadata.pack(meta | {"subject_classes": params.get("subject_classes", classes)})
+    meta |= {"subject_classes": params.get("subject_classes", classes), "no_subject": no_subject}
+    chunks = metadata.pack(meta)
     pixels = np.asarray(image).reshape(image.height, image.width, -1)
     jpeg = _jpeg_source(im, params) if options.coding in ("auto", "jpeg") else None
     fp.write(codec.encode(pixels, mask, image.mode, options, chunks, jpeg))

@@ -24,7 +24,7 @@ CHANNELS = {mode: channels for channels, mode in MODES.items()}
 
 HEAD, BGND, MASK, SUBJ, DONE = b"HEAD", b"BGND", b"MASK", b"SUBJ", b"DONE"
 LAYER_ORDER = (BGND, MASK, SUBJ, DONE)  # critical chunks after HEAD, in order
-METADATA_TYPES = (b"exif", b"iccp", b"xmpd", b"clas")
+METADATA_TYPES = (b"exif", b"iccp", b"xmpd", b"clas", b"nsub")
 
 _HEADER = struct.Struct(">BBIIBBH")
 _CHUNK_HEAD = struct.Struct(">I4s")

@@ -36,6 +36,18 @@ def resolve_mask(image: Image.Image, mask: Any = None, segmenter: Any = None) ->
     return np.ascontiguousarray(mask != 0, dtype=np.uint8), classes
 
 
+def apply_no_subject(mask: np.ndarray, policy: str) -> tuple[np.ndarray, str | None]:
+    """(mask, what happened) under the ``no_subject`` policy: a mask with a subject pixel is
+    returned as is with None; an empty one becomes the whole frame ("keep"), stays empty
+    ("background") or raises ValueError ("error")."""
+    if mask.any():
+        return mask, None
+    if policy == "error":
+        raise ValueError("no subject found in the image (the mask is empty); pass mask=, or "
+                         "no_subject='keep' (the whole frame) or 'background' (the background alone)")
+    return (np.ones_like(mask) if policy == "keep" else mask), policy
+
+
 def _segment(image: Image.Image, segmenter: Any) -> tuple[Image.Image, dict | None]:
     if not callable(segmenter):
         segmenter = _load_segmenter(None if segmenter is None else str(segmenter))

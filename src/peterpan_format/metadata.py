@@ -1,4 +1,5 @@
-"""Metadata chunks <-> Pillow ``info``: EXIF, ICC profile, XMP and subject classes (spec/FORMAT.md §9)."""
+"""Metadata chunks <-> Pillow ``info``: EXIF, ICC profile, XMP, subject classes and what the
+encoder did when there was no subject (spec/FORMAT.md §9)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from .streams import brotli_decompress
 EXIF_PREFIX = b"Exif\x00\x00"
 MAX_VALUE = 16 << 20
 STORED, BROTLI = 0, 1
-_KEYS = {b"exif": "exif", b"iccp": "icc_profile", b"xmpd": "xmp", b"clas": "subject_classes"}
+_KEYS = {b"exif": "exif", b"iccp": "icc_profile", b"xmpd": "xmp", b"clas": "subject_classes",
+         b"nsub": "no_subject"}
+NO_SUBJECT_VALUES = ("keep", "background")
 _CLASS_PIXELS = struct.Struct(">I")
 MAX_CLASSES = 255
 
 
 def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
     """Metadata chunk payloads from save parameters (``exif``, ``icc_profile``, ``xmp``,
-    ``subject_classes``)."""
+    ``subject_classes``, ``no_subject``)."""
     chunks = {}
     for chunk_type, key in _KEYS.items():
         value = params.get(key)
@@ -54,12 +57,11 @@ def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, Any]:
         except OSError as exc:
             warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk: {exc}")
             continue
-        if key == "subject_classes":
-            try:
-                value = unpack_classes(value)
-            except ValueError as exc:
-                warnings.warn(f"skipping PPAN clas chunk: {exc}")
-                continue
+        try:
+            value = _DECODE.get(key, bytes)(value)
+        except ValueError as exc:
+            warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk: {exc}")
+            continue
         info[key] = EXIF_PREFIX + value if key == "exif" else value
     return info
 
@@ -93,6 +95,16 @@ def unpack_classes(value: bytes) -> dict[str, int]:
         classes[name] = _CLASS_PIXELS.unpack_from(value, pos)[0]
         pos += 5 + value[pos + 4]
     return classes
+
+
+def unpack_no_subject(value: bytes) -> str:
+    """The ``nsub`` value: "keep" or "background" (ValueError otherwise)."""
+    if value.decode("ascii", "replace") not in NO_SUBJECT_VALUES:
+        raise ValueError(f"unknown no-subject policy {value[:16]!r}")
+    return value.decode("ascii")
+
+
+_DECODE = {"subject_classes": unpack_classes, "no_subject": unpack_no_subject}
 
 
 def _unpack_value(payload: bytes) -> bytes:

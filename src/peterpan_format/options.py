@@ -9,6 +9,7 @@ from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
 
 SUBJECT_MODES = ("lossless", "near-lossless", "high", "jpeg")
 SUBJECT_CODINGS = ("auto", "webp", "med", "cm", "jpeg")
+NO_SUBJECT_POLICIES = ("keep", "background", "error")
 DEFAULT_MAX_ERROR = 2
 DEFAULT_SUBJECT_QUALITY = 90
 
@@ -40,6 +41,10 @@ class EncodeOptions:
         JPEG file that reproduces it, the JPEG's coefficients if they are smaller. Or force
         one: "cm", "jpeg" (exact, so it meets any max_error), "webp" (WebP lossless) or
         "med" (MED + Brotli), the last two for "lossless" only.
+    no_subject: what to do when the mask (given or found) is empty: "keep" codes the whole
+        frame as the subject, in the ``subject`` mode (a JPEG source keeps all its
+        coefficients), so the photo is never silently reduced to its blurred background;
+        "background" stores the background alone; "error" raises ValueError.
     """
 
     background_scale: int = 4
@@ -49,6 +54,7 @@ class EncodeOptions:
     subject_coding: str = "auto"
     max_error: int | None = None
     subject_quality: int | None = None
+    no_subject: str = "keep"
 
     def __post_init__(self):
         _check_int("background_scale", self.background_scale, 1, MAX_SCALE)
@@ -56,6 +62,7 @@ class EncodeOptions:
         _check_int("feather", self.feather, 0, MAX_FEATHER)
         _check_choice("subject", self.subject, SUBJECT_MODES)
         _check_choice("subject_coding", self.subject_coding, SUBJECT_CODINGS)
+        _check_choice("no_subject", self.no_subject, NO_SUBJECT_POLICIES)
         if self.subject == "jpeg" and self.subject_coding not in ("auto", "jpeg"):
             raise ValueError(f"subject='jpeg' cannot use subject_coding={self.subject_coding!r}")
         if self.subject in ("near-lossless", "high") and self.subject_coding not in ("auto", "cm", "jpeg"):
