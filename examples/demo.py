@@ -6,6 +6,8 @@ file and JPEG and WebP of the same pixels, and writes a side-by-side
 PNG (original | .ppan decoded | subject mask) to out/demo/.
 
     python examples/demo.py [PHOTO ...]
+
+Without arguments it encodes the sample photos in examples/photos/ (credits there).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import peterpan_format
 from peterpan_format.describe import describe
 from peterpan_format.segment import load_segmenter
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "segmentation" / "images"
-SAMPLES = ["ccp_0741", "hsd-232", "cat_group0421_jpeg", "ccp_0583", "camvid_0016E5_05460", "cat_group0287_jpeg"]
+SAMPLES = Path(__file__).resolve().parent / "photos"
 OUT = Path("out/demo")
 
 
@@ -42,7 +43,7 @@ def side_by_side(original: Image.Image, decoded: Image.Image, mask: Image.Image)
 
 
 def main(paths: list[str]) -> None:
-    photos = [Path(p) for p in paths] or [DATA / f"{name}.jpg" for name in SAMPLES]
+    photos = [Path(p) for p in paths] or sorted(SAMPLES.glob("*.jpg"))
     OUT.mkdir(parents=True, exist_ok=True)
     segmenter = load_segmenter()
     print(f"{'photo':28} {'subject':>7} {'coding':>6} {'ppan':>8} {'/source':>8} {'/jpeg85':>8} "

@@ -17,6 +17,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from PIL import Image
 
+from .refine import guided_subject
+
 INSTALL_HINT = 'pip install "peterpan-format[segment]"'
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CLASS_NAMES: dict[int, str] = {0: "background", 1: "person", 2: "cat"}
@@ -178,6 +180,7 @@ class ModelSegmenter(Segmenter):
         scale_dilate: bool = True,
         channels_last: bool = True,
         flip: bool = False,
+        refine: bool = False,
     ):
         torch = _require_torch()
         self.device = _pick_device(device)
@@ -194,6 +197,7 @@ class ModelSegmenter(Segmenter):
                        fill_holes=fill_holes, dilate=dilate)
         self.scale_dilate = scale_dilate
         self.flip = bool(flip)
+        self.refine = bool(refine)
 
     def predict(self, image: Image.Image) -> np.ndarray:
         """Raw class map (uint8, image size) before post-processing."""
@@ -222,13 +226,16 @@ class ModelSegmenter(Segmenter):
             if self.flip:
                 logits = (logits[:1] + logits[1:].flip(3)) / 2
             logits = logits[:, :, :nh, :nw].float()
+            subject = guided_subject(logits[0], small, rgb) if self.refine and (nh, nw) != (h, w) else None
             if (nh, nw) != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
             if logits.shape[1] == 1:
-                cm = (logits[0, 0] >= 0).to(torch.uint8)
-            else:
-                cm = logits[0].argmax(0).to(torch.uint8)
-        return cm.cpu().numpy()
+                cm = logits[0, 0] >= 0 if subject is None else subject
+            elif subject is None:
+                cm = logits[0].argmax(0)
+            else:  # the likeliest subject class wherever the refined edge says subject
+                cm = torch.where(subject, logits[0, 1:].argmax(0) + 1, 0)
+        return cm.to(torch.uint8).cpu().numpy()
 
     def segment(self, image: Image.Image) -> Segmentation:
         return self.finish(self.predict(image))
@@ -297,6 +304,7 @@ def _from_meta(model, meta, head, device, options):
         conv = head[0] if head is not None else None
         classes = getattr(conv, "out_channels", None)
     kw = dict(input_size=meta.get("input_size", DEFAULT_INPUT_SIZE), flip=bool(meta.get("flip", False)),
+              refine=bool(meta.get("refine", False)),
               mean=tuple(meta.get("mean", IMAGENET_MEAN)), std=tuple(meta.get("std", IMAGENET_STD)))
     kw.update(options)
     return ModelSegmenter(model, _names_from_meta(meta, classes), device=device, **kw)

@@ -13,7 +13,10 @@ Columns:
 - ``cover``: fraction of the true subject pixels inside that mask (what stays lossless);
 - ``pooled``: IoU of the full mask summed over all photos of the source.
 
-Photos whose ground truth and prediction are both empty are left out of the means.
+Each IoU column is the mean over photos; ``p10`` and ``median`` are those of ``IoU raw``
+and ``IoU full``. Photos whose ground truth and prediction are both empty are left out.
+``--nosubject DIR``: photos with no person or animal; the table gives the fraction of the
+frame the full mask claims (median, 90th percentile, largest).
 Time: median wall time of ``seg(image)`` (load to mask) on the 512-px val photos with
 ``--threads`` torch threads.
 """
@@ -41,6 +44,27 @@ def _iou(pred, gt, valid):
     return inter, union
 
 
+def _row(r: dict, pooled: float) -> dict:
+    """Means of the IoU lists of one source, p10 and median of raw and full."""
+    row = {k: float(np.mean(r[k])) if r[k] else float("nan") for k in ("raw", "pp", "full", "cover")}
+    for k in ("raw", "full"):
+        row[f"{k}_p10"] = float(np.percentile(r[k], 10)) if r[k] else float("nan")
+        row[f"{k}_median"] = float(np.median(r[k])) if r[k] else float("nan")
+    row["pooled"] = pooled
+    row["n"] = len(r["raw"])
+    return row
+
+
+def _claimed(seg, folder: Path) -> dict[str, float]:
+    """{photo name: fraction of the frame in the full mask} for the photos in ``folder``."""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"):
+            with Image.open(path) as im:
+                out[path.name] = float(np.mean(np.asarray(seg(im.convert("RGB"))) > 0))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="segmenter (default: the shipped model)")
@@ -54,6 +78,9 @@ def main(argv=None):
                    help="inference long side (default: the model's own)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="average with the mirror image (default: the model's own setting)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="guided-filter edge at full resolution (default: the model's own setting)")
+    p.add_argument("--nosubject", default=None, help="a folder of photos with no person or animal")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -63,8 +90,9 @@ def main(argv=None):
     from .base import WEIGHTS_DIR, load_segmenter
 
     options = {"input_size": args.input_size} if args.input_size else {}
-    if args.flip is not None:
-        options["flip"] = args.flip
+    for key in ("flip", "refine"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     seg = load_segmenter(args.model, device="cpu", **options)
     names = seg.class_names
     known = {n for i, n in names.items() if i != 0}
@@ -106,15 +134,12 @@ def main(argv=None):
     rows = {}
     allv = {"raw": [], "pp": [], "full": [], "cover": []}
     for src, r in sorted(per.items()):
-        rows[src] = {k: float(np.mean(r[k])) if r[k] else float("nan") for k in ("raw", "pp", "full", "cover")}
-        rows[src]["pooled"] = r["I"] / r["U"] if r["U"] else float("nan")
-        rows[src]["n"] = len(r["raw"])
+        rows[src] = _row(r, r["I"] / r["U"] if r["U"] else float("nan"))
         if src != "camvid":
             for k in allv:
                 allv[k] += r[k]
-    rows["all but camvid"] = {k: float(np.mean(v)) for k, v in allv.items()}
-    rows["all but camvid"]["pooled"] = float("nan")
-    rows["all but camvid"]["n"] = len(allv["raw"])
+    rows["all but camvid"] = _row(allv, float("nan"))
+    claimed = _claimed(seg, Path(args.nosubject)) if args.nosubject else None
 
     # timing on 512-px photos
     timed = []
@@ -146,17 +171,25 @@ def main(argv=None):
     print(f"params {nparams / 1e6:.2f} M; weights on disk {size / 1e6:.2f} MB; input long side "
           f"{getattr(seg, 'input_size', '?')}")
     print()
-    print("| source | photos | IoU raw | IoU pp | IoU full | cover | pooled IoU full |")
-    print("|---|---|---|---|---|---|---|")
+    print("| source | photos | IoU raw | p10 | median | IoU pp | IoU full | p10 | median | cover | pooled IoU full |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for src, r in rows.items():
-        print(f"| {src} | {r['n']} | {r['raw']:.3f} | {r['pp']:.3f} | {r['full']:.3f} | {r['cover']:.3f} | "
-              f"{r['pooled']:.3f} |")
+        print(f"| {src} | {r['n']} | {r['raw']:.3f} | {r['raw_p10']:.3f} | {r['raw_median']:.3f} | {r['pp']:.3f} | "
+              f"{r['full']:.3f} | {r['full_p10']:.3f} | {r['full_median']:.3f} | {r['cover']:.3f} | {r['pooled']:.3f} |")
     print()
+    if claimed:
+        fractions = sorted(claimed.values())
+        print(f"no-subject photos ({len(fractions)}, {args.nosubject}): frame claimed median "
+              f"{100 * np.median(fractions):.2f}%, p90 {100 * np.percentile(fractions, 90):.2f}%, "
+              f"max {100 * fractions[-1]:.2f}%; <= 5% on {sum(f <= 0.05 for f in fractions)} of {len(fractions)}")
+        for name, f in sorted(claimed.items(), key=lambda item: -item[1])[:5]:
+            print(f"  {name}: {100 * f:.2f}%")
+        print()
     print(f"CPU time per 512-px photo ({args.threads} threads, {len(ts)} photos): median "
           f"{statistics.median(ts):.0f} ms full pipeline (model only {statistics.median(tpred):.0f} ms "
           f"incl. resize + upsampling), p90 {sorted(ts)[int(0.9 * (len(ts) - 1))]:.0f} ms")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "ms_median": statistics.median(ts),
+        Path(args.json).write_text(json.dumps({"rows": rows, "nosubject": claimed, "ms_median": statistics.median(ts),
                                                "ms_predict": statistics.median(tpred),
                                                "params": nparams, "bytes": size}, indent=2))
 
