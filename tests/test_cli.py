@@ -317,6 +317,12 @@ def test_a_folder_in_use_is_refused(tree, capsys):
     assert run(*args, capsys=capsys)[0] == 0
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_message(tree, capsys):
+    code, out, err = run("encode", tree / "in", "-o", tree / "in" / "a.png" / "out", "--masks", tree / "masks",
+                         capsys=capsys)
+    assert code == 1 and out == "" and len(err.splitlines()) == 1 and "a.png" in err
+
+
 def test_compare_sheet(tree, capsys):
     code, out, err = run("compare", tree / "in" / "b.jpg", "--mask", tree / "masks" / "b.png",
                          "-o", tree / "view.png", capsys=capsys)

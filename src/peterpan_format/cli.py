@@ -155,7 +155,7 @@ def _save_params(args: argparse.Namespace) -> dict:
 def _as_flags(message: str) -> str:
     """EncodeOptions' message in the command's words: background_scale -> --background-scale,
     subject='high' -> --subject high."""
-    names = "|".join(sorted(_SAVE_OPTIONS, key=len, reverse=True))
+    names = "|".join(_SAVE_OPTIONS)
 
     def flag(match: re.Match) -> str:
         name, value = match["name"], match["value"]
@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace, kind: str, params: dict, suffix: str, **masks
                 bar.update(result)
 
             results = batch.run(jobs, workers=args.workers, client=client, progress=progress)
-    except outputs.FolderBusy as exc:
+    except OSError as exc:  # the folder is in use or cannot be written, the Dask cluster failed
         print(f"ppan {kind}: {exc}", file=sys.stderr)
         return 1
     _summary(settled + results, time.perf_counter() - start)
