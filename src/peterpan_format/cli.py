@@ -4,19 +4,34 @@
     ppan decode out/ -o png/ --format png
     ppan info out/x.ppan --json
     ppan compare photo.jpg --mask mask.png -o view.png
+
+Exit status: 0 done; 1 a file failed, or the output folder is in use by another run;
+2 a bad command line (as argparse); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from . import __version__, batch
+from . import __version__, batch, outputs
 from .batch import DECODE, DONE, ENCODE, FAILED, SKIPPED, Result
-from .options import EncodeOptions
+from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
+from .options import (DEFAULT_MAX_ERROR, DEFAULT_SUBJECT_QUALITY, SUBJECT_CODINGS, SUBJECT_MODES,
+                      EncodeOptions, max_error_of_quality)
+
+INSTALL_HINT = 'pip install "peterpan-format[segment]"'
+# the save options, by their EncodeOptions names; each has the flag --NAME-WITH-DASHES
+_SAVE_OPTIONS = ("background_scale", "background_quality", "feather", "subject", "max_error",
+                 "subject_quality", "subject_coding")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,105 +48,195 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ppan {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    encode = commands.add_parser("encode", help="encode images (files or folders) to .ppan")
-    encode.add_argument("inputs", nargs="+", metavar="IN")
-    encode.add_argument("-o", "--outdir", help="output folder (default: next to each input)")
+    encode = _command(commands, "encode", _encode, "encode images (files or folders) to .ppan")
+    encode.add_argument("inputs", nargs="+", metavar="IN", help="image files, or folders searched recursively")
+    _add_outdir(encode)
     masks = encode.add_mutually_exclusive_group()
-    masks.add_argument("--mask", help="the subject mask for a single input (non-zero = subject)")
-    masks.add_argument("--masks", metavar="DIR", help="folder of masks named like the inputs")
-    encode.add_argument("--segmenter", metavar="NAME_OR_PATH", help="model that finds the subject")
+    masks.add_argument("--mask", metavar="FILE",
+                       help="the subject of a single input: an image of mode 1, L or P, non-zero = "
+                            "subject (default: the segmenter finds it)")
+    masks.add_argument("--masks", metavar="DIR",
+                       help="masks laid out like the inputs: DIR/SUB/NAME.EXT for the input "
+                            "IN/SUB/NAME.EXT, any image suffix; an input without one fails "
+                            "(default: the segmenter finds each subject)")
     _add_save_options(encode)
     _add_batch_options(encode)
-    encode.set_defaults(command=_encode)
 
-    decode = commands.add_parser("decode", help="decode .ppan files (or folders) to PNG, JPEG or WebP")
-    decode.add_argument("inputs", nargs="+", metavar="IN")
-    decode.add_argument("-o", "--outdir", help="output folder (default: next to each input)")
-    decode.add_argument("--format", choices=sorted(batch.DECODE_FORMATS), default="png")
+    decode = _command(commands, "decode", _decode, "decode .ppan files (or folders) to PNG, JPEG or WebP")
+    decode.add_argument("inputs", nargs="+", metavar="IN", help=".ppan files, or folders searched recursively")
+    _add_outdir(decode)
+    decode.add_argument("--format", choices=sorted(batch.DECODE_FORMATS), default="png",
+                        help="output format (default %(default)s)")
     _add_batch_options(decode)
-    decode.set_defaults(command=_decode)
 
-    info = commands.add_parser("info", help="describe .ppan files: header, layers, subject")
-    info.add_argument("files", nargs="+", metavar="FILE")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(command=_info)
+    info = _command(commands, "info", _info, "describe .ppan files: header, layers, subject")
+    info.add_argument("files", nargs="+", metavar="FILE", help=".ppan files")
+    info.add_argument("--json", action="store_true", help="print one JSON object per file (default: text)")
 
-    compare = commands.add_parser("compare", help="side-by-side view against JPEG/WebP at the same bytes")
+    compare = _command(commands, "compare", _compare,
+                       "side-by-side view against JPEG and WebP at the same bytes, with PSNR")
     compare.add_argument("file", metavar="FILE", help="an image to encode")
-    compare.add_argument("--mask", help="subject mask (default: the segmenter finds it)")
-    compare.add_argument("-o", "--output", help="PNG to write (default: FILE.compare.png)")
+    compare.add_argument("--mask", metavar="FILE", help="subject mask (default: the segmenter finds it)")
+    compare.add_argument("-o", "--output", metavar="PNG", help="the view to write (default: FILE.compare.png)")
     _add_save_options(compare)
-    compare.set_defaults(command=_compare)
     return parser
 
 
+def _command(commands, name: str, function, text: str) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=text, description=text)
+    parser.set_defaults(command=function, parser=parser)
+    return parser
+
+
+def _add_outdir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--outdir", metavar="DIR",
+                        help="output folder, mirroring the input folders (default: next to each input)")
+
+
 def _add_save_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--background-scale", type=int, metavar="N")
-    parser.add_argument("--background-quality", type=int, metavar="Q")
-    parser.add_argument("--subject", metavar="MODE",
-                        help="lossless (default), near-lossless, high or jpeg")
+    default = EncodeOptions()
+    parser.add_argument("--segmenter", metavar="NAME_OR_PATH",
+                        help="model that finds the subject where no mask is given: an smp checkpoint "
+                             "folder or .pt file (default: the embedded model)")
+    parser.add_argument("--background-scale", type=int, default=default.background_scale, metavar="N",
+                        help=f"store the background at 1/N of the size, 1-{MAX_SCALE} (default %(default)s)")
+    parser.add_argument("--background-quality", type=int, default=default.background_quality, metavar="Q",
+                        help="WebP quality of the background, 0-100 (default %(default)s)")
+    parser.add_argument("--feather", type=int, default=default.feather, metavar="PX",
+                        help=f"blend radius in pixels outside the subject, 0-{MAX_FEATHER} (default %(default)s)")
+    parser.add_argument("--subject", choices=SUBJECT_MODES, default=default.subject,
+                        help="lossless: bit-exact; near-lossless: every channel within --max-error; "
+                             "high: near-lossless at --subject-quality; jpeg: a JPEG input's own "
+                             "coefficients, or fail (default %(default)s)")
     parser.add_argument("--max-error", type=int, metavar="N",
-                        help="near-lossless: largest error per channel, 1-31 (default 2)")
+                        help=f"with --subject near-lossless: largest error per channel, 1-{MAX_ERROR} "
+                             f"(default {DEFAULT_MAX_ERROR})")
     parser.add_argument("--subject-quality", type=int, metavar="Q",
-                        help="high: quality 1-100 (default 90: largest error 2)")
-    parser.add_argument("--subject-coding", metavar="CODING",
-                        help="auto (default: cm, or for a JPEG input its own DCT coefficients when "
-                             "smaller), or one of cm, jpeg, webp, med; cm codes a JPEG's pixels")
-    parser.add_argument("--feather", type=int, metavar="PX")
+                        help=f"with --subject high: 1-100 (default {DEFAULT_SUBJECT_QUALITY}: largest "
+                             f"error {max_error_of_quality(DEFAULT_SUBJECT_QUALITY)})")
+    parser.add_argument("--subject-coding", choices=SUBJECT_CODINGS, default=default.subject_coding,
+                        help="auto: cm, or a JPEG input's own coefficients when smaller; cm codes the "
+                             "pixels (a JPEG's too); webp, med: lossless only (default %(default)s)")
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes (default 1)")
-    parser.add_argument("--dask", metavar="ADDRESS", help="run on a Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
+                       help="processes to run in (default %(default)s)")
+    where.add_argument("--dask", metavar="ADDRESS",
+                       help="run on a Dask scheduler, e.g. tcp://host:8786 (default: on this machine)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite outputs that exist, whoever made them (default: redo only "
+                             "the outputs ppan made with other options, sources or masks)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _save_params(args: argparse.Namespace) -> dict:
-    names = ("background_scale", "background_quality", "subject", "subject_coding", "max_error",
-             "subject_quality", "feather", "segmenter")
-    params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    """The save options given, checked once (an error names the flag and exits 2)."""
+    params = {name: getattr(args, name) for name in _SAVE_OPTIONS if getattr(args, name) is not None}
     try:
-        EncodeOptions.from_mapping(params)  # once, rather than once per file
+        EncodeOptions.from_mapping(params)
     except ValueError as exc:
-        raise SystemExit(f"ppan: {exc}") from None
+        args.parser.error(_as_flags(str(exc)))
+    if args.segmenter:
+        params["segmenter"] = args.segmenter
     return params
 
 
+def _as_flags(message: str) -> str:
+    """EncodeOptions' message in the command's words: background_scale -> --background-scale,
+    subject='high' -> --subject high."""
+    names = "|".join(_SAVE_OPTIONS)
+
+    def flag(match: re.Match) -> str:
+        name, value = match["name"], match["value"]
+        if value is None and "_" not in name:
+            return match[0]  # a bare word such as "subject" may be prose
+        return "--" + name.replace("_", "-") + (f" {value}" if value is not None else "")
+
+    return re.sub(rf"\b(?P<name>{names})\b(?:=(?P<q>['\"]?)(?P<value>[^'\",;\s]+)(?P=q))?", flag, message)
+
+
+def _require(args: argparse.Namespace, paths: list[str], kind: str = "file or folder") -> None:
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        args.parser.error(f"no such {kind}: {', '.join(missing)}")
+
+
+def _check_mask_source(args: argparse.Namespace) -> None:
+    """Masks given, or a segmenter, not both; without masks, the segment extra must be
+    installed: say so once, before any file."""
+    flags = "--mask FILE" + (" or --masks DIR" if hasattr(args, "masks") else "")
+    if args.mask or getattr(args, "masks", None):
+        if args.segmenter:
+            args.parser.error(f"--segmenter finds the subject where no mask is given: not with {flags}")
+    elif not all(importlib.util.find_spec(name) for name in ("torch", "segmentation_models_pytorch")):
+        args.parser.error(f"no mask given and no segmenter installed: use {flags}, or {INSTALL_HINT}")
+
+
 def _encode(args: argparse.Namespace) -> int:
-    if args.mask and len(args.inputs) > 1:
-        raise SystemExit("ppan encode: --mask takes a single input; use --masks DIR for many")
-    jobs, skipped = batch.plan(ENCODE, args.inputs, args.outdir, _save_params(args),
-                               args.mask, args.masks, force=args.force)
-    return _run(jobs, skipped, args)
+    params = _save_params(args)
+    _require(args, args.inputs)
+    if args.mask:
+        _require(args, [args.mask], "mask file")
+        if len(args.inputs) > 1 or os.path.isdir(args.inputs[0]):
+            args.parser.error("--mask takes one input file; use --masks DIR for many")
+    elif args.masks and not os.path.isdir(args.masks):
+        args.parser.error(f"--masks: no such folder: {args.masks}")
+    _check_mask_source(args)
+    return _run(args, ENCODE, params, ".ppan", mask=args.mask, masks_dir=args.masks)
 
 
 def _decode(args: argparse.Namespace) -> int:
-    jobs, skipped = batch.plan(DECODE, args.inputs, args.outdir, {"format": args.format},
-                               suffix=batch.decode_suffix(args.format), force=args.force)
-    return _run(jobs, skipped, args)
+    _require(args, args.inputs)
+    return _run(args, DECODE, {"format": args.format}, batch.decode_suffix(args.format))
 
 
-def _run(jobs: list, skipped: list[Result], args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, kind: str, params: dict, suffix: str, **masks) -> int:
+    sources = list(batch.collect(args.inputs, batch.input_suffixes(kind)))
+    if not sources:
+        args.parser.error(f"no {'.ppan files' if kind == DECODE else 'images'} in {', '.join(args.inputs)}")
     start = time.perf_counter()
-    for result in skipped:
-        _report(result)
-    with _progress(len(jobs)) as bar:
-        def progress(result: Result) -> None:
-            _report(result, bar)
-            bar.update(result)
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(_dask_client(args)) if args.dask else None
+            stack.enter_context(outputs.locked(batch.output_roots(args.inputs, args.outdir)))
+            jobs, settled = batch.plan(kind, sources, args.outdir, params, suffix=suffix, force=args.force, **masks)
+            for result in settled:
+                _report(result)
+            bar = stack.enter_context(_progress(len(jobs)))
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # libraries' chatter
 
-        client = _dask_client(args.dask) if args.dask else None
-        results = batch.run(jobs, workers=args.workers, client=client, progress=progress)
-    _summary(skipped + results, time.perf_counter() - start)
-    return 1 if any(r.status == FAILED for r in skipped + results) else 0
+            def progress(result: Result) -> None:
+                _report(result, bar)
+                bar.update(result)
+
+            results = batch.run(jobs, workers=args.workers, client=client, progress=progress)
+    except OSError as exc:  # the folder is in use or cannot be written, the Dask cluster failed
+        print(f"ppan {kind}: {exc}", file=sys.stderr)
+        return 1
+    _summary(settled + results, time.perf_counter() - start)
+    return 1 if any(r.status == FAILED for r in settled + results) else 0
 
 
-def _dask_client(address: str):
+def _dask_client(args: argparse.Namespace):
     try:
         from distributed import Client
-    except ImportError as exc:
-        raise SystemExit('ppan: --dask needs: pip install "peterpan-format[dask]"') from exc
-    return Client(address)
+    except ImportError:
+        args.parser.error('--dask needs: pip install "peterpan-format[dask]"')
+    try:
+        return Client(args.dask)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"ppan: no Dask scheduler at {args.dask}: {exc}") from None
 
 
 def _report(result: Result, bar=None) -> None:
@@ -151,7 +256,8 @@ class _progress:
             from tqdm import tqdm
         except ImportError:
             return self
-        self.bar = tqdm(total=self.total, unit="file", file=sys.stderr, dynamic_ncols=True)
+        self.bar = tqdm(total=self.total, unit="file", file=sys.stderr, dynamic_ncols=True,
+                        disable=not self.total)
         return self
 
     def update(self, result: Result) -> None:
@@ -187,7 +293,7 @@ def _info(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             info = describe(path)
-        except OSError as exc:
+        except (OSError, SyntaxError, ValueError) as exc:
             print(f"ppan info: {path}: {exc}", file=sys.stderr)
             failed = 1
             continue
@@ -221,14 +327,21 @@ def _compare(args: argparse.Namespace) -> int:
     from .masking import resolve_mask
     from .visual import compare
 
-    with Image.open(args.file) as image:
-        image.load()
     params = _save_params(args)
-    mask_image = Image.open(args.mask) if args.mask else None
-    mask = resolve_mask(image, mask_image, params.pop("segmenter", None))[0] != 0
-    sheet, numbers = compare(image, np.asarray(mask), **params)
+    segmenter = params.pop("segmenter", None)
+    _require(args, [args.file] + ([args.mask] if args.mask else []), "file")
+    _check_mask_source(args)
     output = Path(args.output or f"{args.file}.compare.png")
-    sheet.save(output)
+    try:
+        with Image.open(args.file) as image:
+            image.load()
+        with contextlib.redirect_stdout(io.StringIO()):  # libraries' chatter
+            mask = resolve_mask(image, Image.open(args.mask) if args.mask else None, segmenter)[0] != 0
+        sheet, numbers = compare(image, np.asarray(mask), **params)
+        sheet.save(output)
+    except (OSError, SyntaxError, ValueError, ImportError, RuntimeError) as exc:
+        print(f"ppan compare: {args.file}: {exc}", file=sys.stderr)
+        return 1
     print(f"{'':8} {'bytes':>9} {'quality':>7} {'subject PSNR':>13} {'background PSNR':>16}")
     for name, row in numbers.items():
         print(f"{name:8} {row['bytes']:9d} {row.get('quality', '–'):>7} "

@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def encoded(image: Image.Image, fmt: str, **params) -> bytes:
@@ -60,11 +60,26 @@ def compare(image: Image.Image, mask: np.ndarray, **params) -> tuple[Image.Image
         pixels, key = np.asarray(view), name.split()[0]
         numbers[key]["subject_psnr"] = round(psnr(pixels[mask], original[mask]), 2)
         numbers[key]["background_psnr"] = round(psnr(pixels[~mask], original[~mask]), 2)
-    return _sheet(views, mask), numbers
+    return _sheet(views, mask, numbers), numbers
 
 
-def _sheet(views: dict[str, Image.Image], mask: np.ndarray) -> Image.Image:
-    """Row 1: every view and the mask overlay; row 2: the same views zoomed 4x on the border."""
+def _labels(views: dict[str, Image.Image], mask: np.ndarray, numbers: dict[str, Any]) -> list[list[str]]:
+    """The lines written above each panel of the first row."""
+    labels = [["original", f"{views['original'].width}x{views['original'].height}"]]
+    for name in list(views)[1:]:
+        row = numbers[name.split()[0]]
+        labels.append([name, f"{row['bytes']} bytes", f"subject {_decibels(row['subject_psnr'])}",
+                       f"background {_decibels(row['background_psnr'])}"])
+    return labels + [["mask (red: background)", f"subject {mask.mean():.1%}"]]
+
+
+def _decibels(value: float) -> str:
+    return "exact" if value == float("inf") else f"{value:.2f} dB"
+
+
+def _sheet(views: dict[str, Image.Image], mask: np.ndarray, numbers: dict[str, Any]) -> Image.Image:
+    """Row 1: every view and the mask overlay; row 2: the same views zoomed 4x on the border.
+    Each panel is labelled in white on a dark band above it; the PSNR figures are there too."""
     first = views["original"]
     w, h = first.size
     red = Image.new("RGB", first.size, (255, 0, 0))
@@ -73,13 +88,18 @@ def _sheet(views: dict[str, Image.Image], mask: np.ndarray) -> Image.Image:
     zw, zh = max(w // 4, 1), max(h // 4, 1)
     box = (min(max(x - zw // 2, 0), w - zw), min(max(y - zh // 2, 0), h - zh))
     box = (*box, box[0] + zw, box[1] + zh)
-    top = [*views.items(), ("mask", overlay)]
-    bottom = [(f"{name} zoom", view.crop(box).resize((zw * 4, zh * 4), Image.NEAREST))
+    top = list(zip(_labels(views, mask, numbers), [*views.values(), overlay]))
+    bottom = [([f"{name}, 4x"], view.crop(box).resize((zw * 4, zh * 4), Image.NEAREST))
               for name, view in views.items()]
-    sheet = Image.new("RGB", (w * len(top), h + zh * 4), "white")
+    font = ImageFont.load_default(size=max(10, min(w // 24, 32)))
+    line = font.getbbox("Hg")[3] + 2
+    bands = [line * max(len(lines) for lines, _ in row) + 6 for row in (top, bottom)]
+    sheet = Image.new("RGB", (w * len(top), bands[0] + h + bands[1] + zh * 4), (32, 32, 32))
     draw = ImageDraw.Draw(sheet)
-    for row, (y0, panels) in enumerate(((0, top), (h, bottom))):
-        for i, (name, panel) in enumerate(panels):
-            sheet.paste(panel, (i * w, y0))
-            draw.text((i * w + 4, y0 + 4), name, fill=(255, 255, 0))
+    y0 = 0
+    for band, panels, height in zip(bands, (top, bottom), (h, zh * 4)):
+        for i, (lines, panel) in enumerate(panels):
+            draw.multiline_text((i * w + 4, y0 + 3), "\n".join(lines), fill="white", font=font, spacing=2)
+            sheet.paste(panel, (i * w, y0 + band))
+        y0 += band + height
     return sheet
