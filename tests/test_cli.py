@@ -182,6 +182,24 @@ def test_masks_must_match_their_photo_exactly(tmp_path, capsys):
     assert subject_area(tmp_path / "out" / "x.ppan") > 0.2  # x.png's ellipse, not x.old.png
 
 
+def test_no_subject_policy_and_its_count(tree, capsys):
+    mask_image("empty").save(tree / "masks" / "a.png")  # a has no subject; b and c do
+    code, out, _ = run("encode", tree / "in", "-o", tree / "keep", "--masks", tree / "masks", capsys=capsys)
+    assert code == 0 and counts(out) == [3, 3, 0, 0] and int(out.splitlines()[-1].split()[4]) == 1
+    assert "no subject" in out.splitlines()[-2]
+    with Image.open(tree / "in" / "a.png") as original, Image.open(tree / "keep" / "a.ppan") as kept:
+        assert kept.info["no_subject"] == "keep"
+        np.testing.assert_array_equal(as_array(kept), as_array(original))
+    code, out, _ = run("encode", tree / "in", "-o", tree / "bg", "--masks", tree / "masks",
+                       "--no-subject", "background", capsys=capsys)
+    assert code == 0 and int(out.splitlines()[-1].split()[4]) == 1
+    assert subject_area(tree / "bg" / "a.ppan") == 0
+    code, out, err = run("encode", tree / "in", "-o", tree / "err", "--masks", tree / "masks",
+                         "--no-subject", "error", capsys=capsys)
+    assert code == 1 and counts(out) == [3, 2, 0, 1] and "a.png: ValueError: no subject found" in err
+    assert files(tree / "err") == ["b.ppan", "sub/c.ppan"]
+
+
 def test_masks_mirror_the_input_folders(tree, capsys):
     (tree / "masks" / "sub" / "c.png").rename(tree / "masks" / "c.png")
     code, _, err = run("encode", tree / "in", "-o", tree / "out", "--masks", tree / "masks", capsys=capsys)

@@ -51,6 +51,7 @@ class Result:
     output_bytes: int = 0
     seconds: float = 0.0
     error: str | None = None
+    no_subject: str | None = None  # an encode that found no subject: what it did (keep, background)
 
 
 def input_suffixes(kind: str) -> set[str]:
@@ -150,7 +151,8 @@ def run_job(job: Job) -> Result:
         outputs.write_output(Path(job.target), data, job.made_with, job.replaces)
     except Exception as exc:  # one bad file must not stop the batch
         return Result(job, FAILED, seconds=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
-    return Result(job, DONE, os.path.getsize(job.source), len(data), time.perf_counter() - start)
+    return Result(job, DONE, os.path.getsize(job.source), len(data), time.perf_counter() - start,
+                  no_subject=_no_subject(data) if job.kind == ENCODE else None)
 
 
 def _convert(job: Job) -> bytes:
@@ -168,6 +170,12 @@ def _convert(job: Job) -> bytes:
                 image = image.convert("RGB")
             image.save(out, format=fmt)
     return out.getvalue()
+
+
+def _no_subject(ppan: bytes) -> str | None:
+    """What the encoder did for lack of a subject (``info["no_subject"]``), or None."""
+    with Image.open(io.BytesIO(ppan)) as image:
+        return image.info.get("no_subject")
 
 
 def _read_mask(path: str, image: Image.Image):

@@ -25,13 +25,13 @@ from pathlib import Path
 from . import __version__, batch, outputs
 from .batch import DECODE, DONE, ENCODE, FAILED, SKIPPED, Result
 from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
-from .options import (DEFAULT_MAX_ERROR, DEFAULT_SUBJECT_QUALITY, SUBJECT_CODINGS, SUBJECT_MODES,
-                      EncodeOptions, max_error_of_quality)
+from .options import (DEFAULT_MAX_ERROR, DEFAULT_SUBJECT_QUALITY, NO_SUBJECT_POLICIES, SUBJECT_CODINGS,
+                      SUBJECT_MODES, EncodeOptions, max_error_of_quality)
 
 INSTALL_HINT = 'pip install "peterpan-format[segment]"'
 # the save options, by their EncodeOptions names; each has the flag --NAME-WITH-DASHES
 _SAVE_OPTIONS = ("background_scale", "background_quality", "feather", "subject", "max_error",
-                 "subject_quality", "subject_coding")
+                 "subject_quality", "subject_coding", "no_subject")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +117,10 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subject-coding", choices=SUBJECT_CODINGS, default=default.subject_coding,
                         help="auto: cm, or a JPEG input's own coefficients when smaller; cm codes the "
                              "pixels (a JPEG's too); webp, med: lossless only (default %(default)s)")
+    parser.add_argument("--no-subject", choices=NO_SUBJECT_POLICIES, default=default.no_subject,
+                        help="when no subject is found (or the mask is empty): keep the whole frame "
+                             "as the subject, store the background alone, or fail the file "
+                             "(default %(default)s)")
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
@@ -280,9 +284,10 @@ def _summary(results: list[Result], seconds: float) -> None:
     counts = {status: sum(r.status == status for r in results) for status in (DONE, SKIPPED, FAILED)}
     inp, out = sum(r.input_bytes for r in done), sum(r.output_bytes for r in done)
     ratio = f"{out / inp:.3f}" if inp else "–"
-    print(f"{'files':>6} {'done':>6} {'skipped':>8} {'failed':>7} {'input bytes':>13} "
+    no_subject = sum(r.no_subject is not None for r in done)
+    print(f"{'files':>6} {'done':>6} {'skipped':>8} {'failed':>7} {'no subject':>10} {'input bytes':>13} "
           f"{'output bytes':>13} {'ratio':>6} {'time s':>7}")
-    print(f"{len(results):6d} {counts[DONE]:6d} {counts[SKIPPED]:8d} {counts[FAILED]:7d} "
+    print(f"{len(results):6d} {counts[DONE]:6d} {counts[SKIPPED]:8d} {counts[FAILED]:7d} {no_subject:10d} "
           f"{inp:13d} {out:13d} {ratio:>6} {seconds:7.1f}")
 
 
