@@ -8,7 +8,9 @@ map, class names).  torch is imported only when a model is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
 import sys
 from pathlib import Path
@@ -291,7 +293,8 @@ def _load_pretrained_dir(path: Path, device, options):
     _require_torch()
     import segmentation_models_pytorch as smp
 
-    model = smp.from_pretrained(str(path))
+    with contextlib.redirect_stdout(io.StringIO()):  # smp prints "Loading weights from local directory"
+        model = smp.from_pretrained(str(path))
     meta = {}
     if (path / "segmenter.json").is_file():
         meta = json.loads((path / "segmenter.json").read_text())
