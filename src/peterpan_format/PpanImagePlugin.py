@@ -148,9 +148,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     image = _savable(im)
     mask, classes = resolve_mask(image, params.get("mask"), params.get("segmenter"))
     mask, no_subject = apply_no_subject(mask, options.no_subject)
-    meta = {key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")}
-    meta |= {"subject_classes": params.get("subject_classes", classes), "no_subject": no_subject}
-    chunks = metadata.pack(meta)
+    given = {key: params[key] for key in ("exif", "icc_profile", "xmp") if key in params}
+    given |= {"subject_classes": params.get("subject_classes", classes), "no_subject": no_subject}
+    chunks = metadata.pack(given, inherited=im.info)
     pixels = np.asarray(image).reshape(image.height, image.width, -1)
     jpeg = _jpeg_source(im, params) if options.coding in ("auto", "jpeg") else None
     fp.write(codec.encode(pixels, mask, image.mode, options, chunks, jpeg))
