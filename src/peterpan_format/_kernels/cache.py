@@ -32,6 +32,8 @@ from numba.core import caching
 
 APP = "peterpan-format"
 _KERNELS = Path(__file__).resolve().parent
+#: tried after the temp folder: writable in read-only containers (Docker's --read-only)
+SHARED_MEMORY = ("/dev/shm",)
 
 
 def user_cache_root() -> Path | None:
@@ -41,7 +43,8 @@ def user_cache_root() -> Path | None:
     elif sys.platform == "darwin":
         base = os.path.expanduser("~/Library/Caches")
     else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")  # XDG: relative = unset
     return Path(base) if os.path.isabs(base) else None  # no home: "~" stays unexpanded
 
 
@@ -51,9 +54,7 @@ def _temp_roots() -> list[Path]:
         roots.append(Path(tempfile.gettempdir()))
     except OSError:  # no writable temp folder at all (e.g. a read-only container)
         pass
-    if os.path.isdir("/dev/shm"):
-        roots.append(Path("/dev/shm"))
-    return roots
+    return roots + [Path(p) for p in SHARED_MEMORY if os.path.isdir(p)]
 
 
 def _private(path: Path) -> bool:
@@ -68,10 +69,10 @@ def _usable(path: Path, private: bool = False) -> bool:
     """Create ``path`` (0700) if needed and check that a file can be written in it; if
     ``private``, also that it and its parent are this user's and no one else's."""
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
-        if private and not (_private(path.parent) and _private(path)):
-            return False
+        for folder in (path.parent, path):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if private and not _private(folder):
+                return False
         tempfile.TemporaryFile(dir=path).close()
         return True
     except OSError:
