@@ -1,8 +1,9 @@
 """Harness (c4): metadata.unpack on an arbitrary metadata chunk payload.
 
-The first byte picks the chunk type (exif, iccp, xmpd, clas); the rest is the payload or,
-if the byte's high bit is set, a value stored Brotli-compressed, which must come back
-intact. A malformed chunk is skipped (with a warning), never raised.
+The first byte picks the chunk type (exif, iccp, xmpd, clas, nsub); the rest is the payload
+or, if the byte's high bit is set, a value stored Brotli-compressed, which must come back
+intact. A malformed chunk (spec §9: an exif value not starting II*\0/MM\0*, an xmpd value
+not in UTF-8, …) is skipped (with a warning), never raised.
 Run: ``python fuzz/fuzz_metadata.py fuzz/corpus/metadata fuzz/seeds/metadata -max_total_time=60``
 """
 
@@ -35,9 +36,16 @@ def TestOneInput(data: bytes) -> None:
                 if data[0] & 0x80:
                     assert metadata.pack_classes(value) == data[1:]
                 continue
+            if key == "no_subject":
+                assert value in metadata.NO_SUBJECT_VALUES
+                continue
             assert isinstance(value, bytes)
             prefix = metadata.EXIF_PREFIX if key == "exif" else b""
             assert value.startswith(prefix) and len(value) <= metadata.MAX_VALUE + len(prefix)
+            if key == "exif":
+                assert value[len(prefix) : len(prefix) + 4] in metadata.TIFF_HEADERS
+            if key == "xmp":
+                value.decode("utf-8")
             if data[0] & 0x80:
                 assert value == prefix + data[1:]
 

@@ -1,7 +1,9 @@
-"""Start-up hook (run from a .pth file): registers the .ppan plugin when PIL.Image is imported.
+"""Start-up hook (run from a .pth file): every Pillow program reads and writes .ppan.
 
-It costs one entry in ``sys.meta_path`` until PIL.Image is imported, and nothing else:
-neither Pillow nor peterpan_format is imported before a program asks for PIL.Image.
+Until a program imports PIL.Image it costs one entry in ``sys.meta_path``. Then it
+registers a stand-in for the format: the signature test, the extension, the MIME type and
+open/save functions that import the real plugin (``peterpan_format``, NumPy, Numba) only
+when a .ppan file is actually opened or saved; the plugin then replaces the stand-in.
 Set ``PPAN_NO_AUTOLOAD=1`` to turn it off.
 """
 
@@ -9,11 +11,44 @@ import os
 import sys
 from importlib.machinery import PathFinder
 
+FORMAT = "PPAN"
+SIGNATURE = b"\x89PAN\r\n\x1a\n"  # spec/FORMAT.md §2
+
+
+def _plugin():
+    from peterpan_format import PpanImagePlugin  # registers the real plugin over this stand-in
+
+    return PpanImagePlugin
+
+
+def _accept(prefix):
+    return prefix[:8] == SIGNATURE
+
+
+def _open(fp, filename=None):
+    return _plugin().PpanImageFile(fp, filename)
+
+
+def _save(im, fp, filename):
+    _plugin()._save(im, fp, filename)
+
+
+def _save_all(im, fp, filename):
+    _plugin()._save_all(im, fp, filename)
+
 
 def _register():
     try:
-        import peterpan_format.PpanImagePlugin  # noqa: F401  (registers on import)
-    except Exception as exc:  # a broken plugin must never break Pillow
+        from PIL import Image
+
+        if FORMAT in Image.OPEN:  # the real plugin is already there
+            return
+        Image.register_open(FORMAT, _open, _accept)
+        Image.register_save(FORMAT, _save)
+        Image.register_save_all(FORMAT, _save_all)
+        Image.register_extension(FORMAT, ".ppan")
+        Image.register_mime(FORMAT, "image/x-ppan")
+    except Exception as exc:  # a broken hook must never break Pillow
         import warnings
 
         warnings.warn(f"peterpan-format: .ppan support not registered: {exc!r}")

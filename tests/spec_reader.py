@@ -1573,7 +1573,7 @@ def _decode_metadata(body: bytes):
 
 
 def _metadata_valid(ctype: str, value: bytes) -> bool:
-    # ASSUMPTION: a value that breaks the table's description is "malformed".
+    """§9: an exif value starts II*\\0 or MM\\0*; an xmpd value is valid UTF-8."""
     if ctype == "exif":
         return value[:4] in (b"II*\x00", b"MM\x00*")
     if ctype == "xmpd":
@@ -1709,6 +1709,8 @@ def read_ppan(data: bytes) -> SpecImage:
                 raise SpecError("ancillary chunk before HEAD")
             if ctype not in METADATA_TYPES:
                 continue  # unknown ancillary: skipped after the CRC check
+            if next_critical > 1:
+                continue  # §9: metadata counts only between HEAD and BGND; later ones are skipped
             if ctype in seen_ancillary:
                 continue  # "a second copy is skipped" (the first counts even if malformed)
             seen_ancillary.add(ctype)

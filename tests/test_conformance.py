@@ -4,7 +4,10 @@ The plugin and the spec reader must agree on every pixel (both decode the embedd
 WebP with Pillow), and the subject must be the original's.
 """
 
+import json
+import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +180,23 @@ def test_spec_reader_rejects_what_the_plugin_rejects():
         read_ppan(bytes(data))
     with pytest.raises(OSError):
         decode(bytes(data))
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+_CHUNK_OF_INFO = {"exif": "exif", "icc_profile": "iccp", "xmp": "xmpd", "subject_classes": "clas"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in json.loads((CORPUS / "expected.json").read_text()).items()
+                                        if e["at"] == "none"))
+def test_corpus_files_that_decode_decode_alike(name):
+    """The corpus files whose faults are skipped (§2.1, §9): same pixels, same metadata left out."""
+    data = (CORPUS / name).read_bytes()
+    absent = json.loads((CORPUS / "expected.json").read_text())[name]["absent_info"]
+    spec = read_ppan(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoded = decode(data)
+    np.testing.assert_array_equal(spec.pixels, as_array(decoded))
+    assert {_CHUNK_OF_INFO[k] for k in decoded.info if k in _CHUNK_OF_INFO and k != "subject_classes"} == set(
+        spec.metadata)
+    assert not absent or _CHUNK_OF_INFO[absent] not in spec.metadata

@@ -86,12 +86,14 @@ def test_assembler_byte_by_byte():
 
 def test_collector_order_and_skipping():
     collector = LayerCollector()
-    for chunk_type, data in [(BGND, b"b"), (b"zzzz", b"?"), (MASK, b"m"), (b"exif", b"1"),
-                             (b"exif", b"2"), (SUBJ, b"s"), (DONE, b"")]:
-        collector.add(chunk_type, data)
+    chunks = [(b"exif", b"1"), (b"exif", b"2"), (BGND, b"b"), (b"zzzz", b"?"), (MASK, b"m"), (b"iccp", b"late"),
+              (SUBJ, b"s"), (DONE, b"")]
+    with pytest.warns(UserWarning, match="skipping PPAN iccp chunk after the layers began"):
+        for chunk_type, data in chunks:
+            collector.add(chunk_type, data)
     assert collector.done
     assert collector.layers == {BGND: b"b", MASK: b"m", SUBJ: b"s", DONE: b""}
-    assert collector.metadata == {b"exif": b"1"}
+    assert collector.metadata == {b"exif": b"1"}  # the first copy, before BGND (spec §9)
 
 
 @pytest.mark.parametrize("sequence", [

@@ -101,6 +101,37 @@ def test_image_opened_from_a_jpeg_file_keeps_its_coefficients(tmp_path):
         converted.save(io.BytesIO(), format="PPAN", mask=mask, subject="jpeg")
 
 
+def smooth_jpeg(path, size=(96, 72)) -> np.ndarray:
+    """A photo-like JPEG at ``path`` (q90, 4:2:0): soft gradients and a darker disc."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    disc = ((x - w * 0.5) ** 2 + (y - h * 0.5) ** 2 <= (h * 0.3) ** 2)[:, :, None]
+    base = np.stack([60 + x * 1.5, 90 + y * 1.2, 200 - x * 0.8], axis=2) - 50 * disc
+    Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
+    return blob(size)
+
+
+@pytest.mark.parametrize("given_mask", [True, False], ids=["mask", "segmenter"])
+def test_headline_path_decodes_to_the_jpegs_pixels(tmp_path, given_mask):
+    """Image.open("x.jpg") then im.save("x.ppan"): the subject is exactly what Pillow decoded
+    from the JPEG, the rest a fair picture of it."""
+    if not given_mask:
+        pytest.importorskip("segmentation_models_pytorch")  # the [segment] extra
+    mask = smooth_jpeg(tmp_path / "x.jpg")
+    with Image.open(tmp_path / "x.jpg") as im:
+        expected = as_array(im)
+        im.save(tmp_path / "x.ppan", **({"mask": mask} if given_mask else {}))
+    assert subj_coding((tmp_path / "x.ppan").read_bytes()) == CODINGS["jpeg"]
+    stored = np.asarray(peterpan_format.read_mask(tmp_path / "x.ppan")) == 255
+    assert stored.any() and (not given_mask or np.array_equal(stored, mask))
+    with Image.open(tmp_path / "x.ppan") as out:
+        assert (out.format, out.mode, out.size) == ("PPAN", "RGB", (96, 72))
+        decoded = as_array(out)
+    np.testing.assert_array_equal(decoded[stored], expected[stored])
+    mse = np.mean((decoded.astype(float) - expected) ** 2)
+    assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 30
+
+
 def test_edited_image_is_never_trusted_to_its_jpeg(tmp_path):
     path = tmp_path / "x.jpg"
     path.write_bytes(jpeg_bytes())

@@ -387,12 +387,26 @@ def test_metadata_and_unknown_ancillary():
         chunk(b"exif", b"\x00" + exif)
         + chunk(b"zzzz", b"whatever, skipped")
         + chunk(b"exif", b"\x00II*\x00second")  # a second copy is skipped
-        + chunk(b"iccp", b"\x07junk")  # unknown method: malformed, skipped
+        + chunk(b"xmpd", b"\x01" + brotli.compress(xmp))
     )
-    data = build(3, S, M, B, extra_after_head=extra, extra_before_done=chunk(b"xmpd", b"\x01" + brotli.compress(xmp)))
+    late = chunk(b"iccp", b"\x00a profile after the layers")  # after BGND: skipped
+    data = build(3, S, M, B, extra_after_head=extra, extra_before_done=late)
     img = read_ppan(data + b"trailing garbage after DONE")
     assert img.metadata == {"exif": exif, "xmpd": xmp}
-    assert img.chunks == ["HEAD", "exif", "zzzz", "exif", "iccp", "BGND", "MASK", "SUBJ", "xmpd", "DONE"]
+    assert img.chunks == ["HEAD", "exif", "zzzz", "exif", "xmpd", "BGND", "MASK", "SUBJ", "iccp", "DONE"]
+
+
+@pytest.mark.parametrize("chunk_type, payload", [
+    (b"iccp", b"\x07junk"),  # §9: method 0 or 1
+    (b"exif", b"\x00JFIF\x00\x01 not a TIFF structure"),  # §9: starts II*\0 or MM\0*
+    (b"xmpd", b"\x00<x:xmpmeta>\xff\xfe</x:xmpmeta>"),  # §9: UTF-8
+])
+def test_malformed_metadata_is_skipped_and_counts_as_the_first_copy(chunk_type, payload):
+    S, M, B = sample(3)
+    value = {b"iccp": b"icc", b"exif": b"MM\x00*\x00\x00\x00\x08", b"xmpd": b"<x/>"}[chunk_type]
+    second = chunk(chunk_type, b"\x00" + value)
+    img = read_ppan(build(3, S, M, B, extra_after_head=chunk(chunk_type, payload) + second))
+    assert img.metadata == {}
 
 
 def test_ancillary_bad_crc_is_rejected():

@@ -7,6 +7,7 @@ are decoded in ``load()`` by :class:`PpanDecoder`, which also serves ``ImageFile
 
 from __future__ import annotations
 
+import mimetypes
 from typing import IO
 
 from PIL import Image, ImageFile
@@ -15,6 +16,7 @@ from . import container, metadata
 from .container import SIGNATURE, ChunkAssembler, Header, LayerCollector
 
 FORMAT = "PPAN"
+MIME = "image/x-ppan"
 _SAVE_MODES = {"1": "L", "L": "L", "RGB": "RGB", "RGBA": "RGBA"}
 
 
@@ -47,6 +49,7 @@ class PpanImageFile(ImageFile.ImageFile):
         except OSError:
             pass  # a bad chunk after HEAD: load() reports it (spec §1)
         self.fp.seek(offset)
+        self._layers_offset = offset
         self.info.update(metadata.unpack(pre_layer))
         self.info["background_scale"] = self.header.scale
         self.info["feather"] = self.header.feather
@@ -55,17 +58,33 @@ class PpanImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile("ppan", (0, 0, *self.size), self.fp.tell(), (self.header,))]
 
     def draft(self, mode: str | None, size: tuple[int, int] | None):
-        """Decode only the background layer when ``size`` fits in it (for thumbnails)."""
+        """Decode only the stored background (1/scale of the size) when it is at least as
+        large as the image fitted into ``size`` with its aspect ratio kept: what
+        ``thumbnail(size)`` needs. (Pillow's JPEG plugin asks each side to reach ``size``.)"""
         scale = self.header.scale
         if not size or scale == 1 or self.decoderconfig or len(self.tile) != 1:
             return None
-        if min(self.size[0] // size[0], self.size[1] // size[1]) < scale:
+        if self.size[0] < scale * size[0] and self.size[1] < scale * size[1]:
             return None
         original = self.size
         self._size = self.header.background_size
         self.tile = [self.tile[0]._replace(extents=(0, 0, *self.size))]
         self.decoderconfig = (True,)
         return self.mode, (0, 0, original[0] / scale, original[1] / scale)
+
+    def read_mask(self) -> Image.Image:
+        """The stored subject mask, mode ``L``: 255 = subject, 0 = background. Reads the
+        chunks up to ``MASK``; decodes neither the background nor the subject."""
+        from .codec import decode_mask_layer
+
+        if self.fp is None:
+            raise ValueError("the file is closed (after load()): use peterpan_format.read_mask(file)")
+        self.fp.seek(self._layers_offset)
+        collector = LayerCollector()
+        while container.MASK not in collector.layers:
+            collector.add(*container.read_chunk(self.fp))
+        mask = decode_mask_layer(collector.layers[container.MASK], self.header)
+        return Image.frombytes("L", self.header.size, (mask * 255).tobytes())
 
     def verify(self) -> None:
         """Check every chunk's length, CRC and order without decoding pixels."""
@@ -129,12 +148,21 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     image = _savable(im)
     mask, classes = resolve_mask(image, params.get("mask"), params.get("segmenter"))
     mask, no_subject = apply_no_subject(mask, options.no_subject)
-    meta = {key: params.get(key, im.info.get(key)) for key in ("exif", "icc_profile", "xmp")}
-    meta |= {"subject_classes": params.get("subject_classes", classes), "no_subject": no_subject}
-    chunks = metadata.pack(meta)
+    given = {key: params[key] for key in ("exif", "icc_profile", "xmp") if key in params}
+    given |= {"subject_classes": params.get("subject_classes", classes), "no_subject": no_subject}
+    chunks = metadata.pack(given, inherited=im.info)
     pixels = np.asarray(image).reshape(image.height, image.width, -1)
     jpeg = _jpeg_source(im, params) if options.coding in ("auto", "jpeg") else None
     fp.write(codec.encode(pixels, mask, image.mode, options, chunks, jpeg))
+
+
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``save_all=True``: a PPAN file holds one image, so a single frame is saved and more
+    frames are refused rather than dropped."""
+    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images", []))
+    if frames > 1:
+        raise ValueError(f"a PPAN file holds one image, not {frames} frames: save each frame on its own")
+    _save(im, fp, filename)
 
 
 def _jpeg_source(im: Image.Image, params: dict) -> bytes | None:
@@ -165,12 +193,14 @@ def _savable(im: Image.Image) -> Image.Image:
 
 
 def register() -> None:
-    """Register the format with Pillow (idempotent)."""
+    """Register the format with Pillow and ``mimetypes`` (idempotent)."""
     Image.register_open(FORMAT, PpanImageFile, _accept)
     Image.register_save(FORMAT, _save)
+    Image.register_save_all(FORMAT, _save_all)
     Image.register_extension(FORMAT, ".ppan")
-    Image.register_mime(FORMAT, "image/x-ppan")
+    Image.register_mime(FORMAT, MIME)
     Image.register_decoder("ppan", PpanDecoder)
+    mimetypes.add_type(MIME, ".ppan")
 
 
 register()

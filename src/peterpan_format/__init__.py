@@ -19,7 +19,7 @@ from .PpanImagePlugin import register  # importing the plugin registers the form
 from .options import EncodeOptions
 
 __version__ = "0.2.0"
-__all__ = ["EncodeOptions", "from_jpeg", "register", "save", "__version__"]
+__all__ = ["EncodeOptions", "from_jpeg", "read_mask", "register", "save", "__version__"]
 
 
 def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **params) -> None:
@@ -36,6 +36,14 @@ def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **pa
             os.unlink(tmp.name)
             raise
     os.replace(tmp.name, path)
+
+
+def read_mask(source: str | os.PathLike | IO[bytes]) -> Image.Image:
+    """The subject mask stored in a .ppan file (a path or a binary file object), as a mode
+    ``L`` image of the file's size: 255 = subject, 0 = background. Neither the background
+    nor the subject is decoded. The mask can be passed back as ``mask=`` when re-saving."""
+    with Image.open(source, formats=["PPAN"]) as image:
+        return image.read_mask()
 
 
 def from_jpeg(source: str | os.PathLike | bytes | IO[bytes], mask=None, **options) -> bytes:

@@ -7,6 +7,7 @@ Violations raise ``OSError`` (the Pillow plugin turns header errors into ``Synta
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import IO, Iterator
@@ -176,7 +177,8 @@ class LayerCollector:
     """Checks the order of the chunks after HEAD and keeps the layers' payloads.
 
     Critical chunks must come once each in LAYER_ORDER; unknown critical chunks are
-    rejected, unknown or repeated ancillary chunks are skipped.
+    rejected, unknown or repeated ancillary chunks are skipped, and so are metadata chunks
+    after BGND (spec §9: metadata comes before the layers), with a warning.
     """
 
     def __init__(self):
@@ -192,7 +194,9 @@ class LayerCollector:
         if self.done:
             return
         if not is_critical(chunk_type):
-            if chunk_type in METADATA_TYPES:
+            if chunk_type in METADATA_TYPES and self._next:
+                warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk after the layers began (spec §9)")
+            elif chunk_type in METADATA_TYPES:
                 self.metadata.setdefault(chunk_type, data)
             return
         if chunk_type not in LAYER_ORDER:

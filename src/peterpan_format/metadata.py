@@ -14,6 +14,7 @@ from PIL import Image
 from .streams import brotli_decompress
 
 EXIF_PREFIX = b"Exif\x00\x00"
+TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 MAX_VALUE = 16 << 20
 STORED, BROTLI = 0, 1
 _KEYS = {b"exif": "exif", b"iccp": "icc_profile", b"xmpd": "xmp", b"clas": "subject_classes",
@@ -23,28 +24,43 @@ _CLASS_PIXELS = struct.Struct(">I")
 MAX_CLASSES = 255
 
 
-def pack(params: Mapping[str, Any]) -> dict[bytes, bytes]:
+def pack(params: Mapping[str, Any], inherited: Mapping[str, Any] | None = None) -> dict[bytes, bytes]:
     """Metadata chunk payloads from save parameters (``exif``, ``icc_profile``, ``xmp``,
-    ``subject_classes``, ``no_subject``)."""
+    ``subject_classes``, ``no_subject``); a key not in ``params`` is taken from
+    ``inherited`` (the image's ``info``). A malformed value raises ValueError, or, if it was
+    inherited rather than given, is left out with a warning."""
     chunks = {}
     for chunk_type, key in _KEYS.items():
-        value = params.get(key)
-        if isinstance(value, Image.Exif):
-            value = value.tobytes()
-        if key == "subject_classes" and value:
-            value = pack_classes(value)
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if not value:
+        given = key in params
+        try:
+            value = _pack_value(key, params[key] if given else (inherited or {}).get(key))
+        except ValueError as exc:
+            if given:
+                raise
+            warnings.warn(f"not saving the image's {key} in PPAN: {exc}")
             continue
-        value = bytes(value)
-        if key == "exif" and value.startswith(EXIF_PREFIX):
-            value = value[len(EXIF_PREFIX) :]
-        if len(value) > MAX_VALUE:
-            raise ValueError(f"{key} is {len(value)} bytes; PPAN allows at most {MAX_VALUE}")
-        packed = brotli.compress(value, quality=9)
-        chunks[chunk_type] = bytes([BROTLI]) + packed if len(packed) < len(value) else bytes([STORED]) + value
+        if value is not None:
+            chunks[chunk_type] = value
     return chunks
+
+
+def _pack_value(key: str, value: Any) -> bytes | None:
+    if isinstance(value, Image.Exif):
+        value = value.tobytes()
+    if key == "subject_classes" and value:
+        value = pack_classes(value)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not value:
+        return None
+    value = bytes(value)
+    if key == "exif" and value.startswith(EXIF_PREFIX):
+        value = value[len(EXIF_PREFIX) :]
+    if len(value) > MAX_VALUE:
+        raise ValueError(f"{key} is {len(value)} bytes; PPAN allows at most {MAX_VALUE}")
+    _CHECK.get(key, bytes)(value)
+    packed = brotli.compress(value, quality=9)
+    return bytes([BROTLI]) + packed if len(packed) < len(value) else bytes([STORED]) + value
 
 
 def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, Any]:
@@ -53,17 +69,29 @@ def unpack(chunks: Mapping[bytes, bytes]) -> dict[str, Any]:
     for chunk_type, payload in chunks.items():
         key = _KEYS[chunk_type]
         try:
-            value = _unpack_value(payload)
-        except OSError as exc:
-            warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk: {exc}")
-            continue
-        try:
-            value = _DECODE.get(key, bytes)(value)
-        except ValueError as exc:
+            value = _CHECK.get(key, bytes)(_unpack_value(payload))
+        except (OSError, ValueError) as exc:
             warnings.warn(f"skipping PPAN {chunk_type.decode()} chunk: {exc}")
             continue
         info[key] = EXIF_PREFIX + value if key == "exif" else value
     return info
+
+
+def check_exif(value: bytes) -> bytes:
+    """An ``exif`` value: a TIFF structure, starting ``II*\\0`` or ``MM\\0*`` (ValueError otherwise)."""
+    if value[:4] not in TIFF_HEADERS:
+        raise ValueError(f"EXIF must be a TIFF structure starting II*\\0 or MM\\0* "
+                         f"(after an optional Exif\\0\\0), not {value[:8]!r}")
+    return value
+
+
+def check_xmp(value: bytes) -> bytes:
+    """An ``xmpd`` value: UTF-8 (ValueError otherwise)."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"XMP must be UTF-8 ({exc})") from None
+    return value
 
 
 def pack_classes(classes: Mapping[str, int]) -> bytes:
@@ -104,7 +132,8 @@ def unpack_no_subject(value: bytes) -> str:
     return value.decode("ascii")
 
 
-_DECODE = {"subject_classes": unpack_classes, "no_subject": unpack_no_subject}
+#: per info key, the check (and the decoding) of a value, in both directions
+_CHECK = {"exif": check_exif, "xmp": check_xmp, "subject_classes": unpack_classes, "no_subject": unpack_no_subject}
 
 
 def _unpack_value(payload: bytes) -> bytes:

@@ -92,9 +92,41 @@ class EncodeOptions:
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> EncodeOptions:
-        """Pick this class's fields out of Pillow's ``encoderinfo`` (other keys are ignored)."""
+        """Pick this class's fields out of Pillow's ``encoderinfo`` (other keys are ignored),
+        with ``quality=`` and ``lossless=`` read as :func:`pillow_names` says."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+        params = pillow_names({k: v for k, v in params.items() if v is not None})
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+
+# The names Pillow's WebP plugin, pillow-heif, pillow-avif-plugin and pillow-jxl-plugin use.
+def pillow_names(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``quality`` and ``lossless`` turned into this package's options.
+
+    ``quality=q`` (1-100) is ``subject="high", subject_quality=q``; ``lossless=True`` is
+    ``subject="lossless"`` (``"jpeg"`` is exact too, and allowed); ``lossless=False`` is
+    ``subject="high"`` unless a lossy ``subject`` is given. The background keeps its own
+    ``background_quality``. Contradictions raise ValueError.
+    """
+    params = dict(params)
+    quality, lossless, subject = params.pop("quality", None), params.pop("lossless", None), params.get("subject")
+    if lossless is not None:
+        if not isinstance(lossless, bool):
+            raise ValueError(f"lossless must be True or False, got {lossless!r}")
+        allowed = ("lossless", "jpeg") if lossless else ("near-lossless", "high")
+        if subject is not None and subject not in allowed:
+            raise ValueError(f"lossless={lossless} contradicts subject={subject!r}")
+        if lossless and quality is not None:
+            raise ValueError("lossless=True takes no quality (quality= is the subject quality of a lossy subject)")
+        params.setdefault("subject", "lossless" if lossless else "high")
+    if quality is not None:
+        _check_int("quality", quality, 1, 100)
+        if params.get("subject", "high") != "high":
+            raise ValueError(f"quality= is the subject quality of subject='high', not of subject={params['subject']!r}")
+        if params.get("subject_quality", quality) != quality:
+            raise ValueError(f"quality={quality} contradicts subject_quality={params['subject_quality']!r}")
+        params |= {"subject": "high", "subject_quality": quality}
+    return params
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

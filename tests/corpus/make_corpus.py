@@ -333,6 +333,13 @@ def malformed():
          "§9 method 0 or 1: skipped"),
         ("clas-entry-cut-off", build(base[:1] + [(b"clas", b"\x00\x00\x00\x00\x09\x05per")] + base[1:]), "none", "",
          "subject_classes", "§9 a malformed clas value is skipped"),
+        ("exif-not-tiff", build(base[:1] + [(b"exif", b"\x00JFIF\x00\x01junk")] + base[1:]), "none", "", "exif",
+         "§9 an exif value starts II*\\0 or MM\\0*: skipped"),
+        ("xmpd-not-utf8", build(base[:1] + [(b"xmpd", b"\x00<x:xmpmeta>\xff\xfe</x:xmpmeta>")] + base[1:]), "none",
+         "", "xmp", "§9 an xmpd value is UTF-8: skipped"),
+        ("metadata-after-background", build(base[:2] + [(b"exif", b"\x00MM\x00*\x00\x00\x00\x08\x00\x00")]
+                                            + base[2:]), "none", "", "exif",
+         "§9 metadata counts only between HEAD and BGND: skipped"),
         ("unknown-ancillary-chunk", build(base[:2] + [(b"qxyz", b"whatever")] + base[2:]), "none", "", "",
          "§2.1 unknown ancillary chunks are skipped"),
         ("bytes-after-done", build(base, b"\0garbage after DONE"), "none", "", "", "§2 bytes after DONE are ignored"),

@@ -13,10 +13,17 @@ so every kernel compiles to a single signature.
   and 5 (§6.3, §6.5).
 - ``jpeg_huffman``, ``jpeg_idct``, ``jpeg_coder``: JPEG entropy decoding, libjpeg-turbo's
   IDCT and upsampling, and the coefficient coder of SUBJ coding 4 (§6.4).
+
+Compiled kernels are cached on disk in a per-user folder (``cache``), never beside the
+sources; importing this package sets that up before any kernel is defined.
 """
 
 import numba
 import numpy as np
+
+from . import cache
+
+cache.install()
 
 
 @numba.njit(cache=True, nogil=True)
