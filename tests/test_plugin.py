@@ -129,6 +129,13 @@ def test_atomic_save_keeps_old_file(tmp_path):
     peterpan_format.save(image, path, mask=mask)
     with Image.open(path) as im:
         assert im.format == "PPAN"
+    fresh = tmp_path / "fresh.ppan"
+    umask = os.umask(0o027)
+    try:
+        peterpan_format.save(image, fresh, mask=mask)
+    finally:
+        os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o640  # a new file's usual permissions, not 0600
 
 
 def _python(code, **env):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -24,18 +23,13 @@ __all__ = ["EncodeOptions", "from_jpeg", "read_mask", "register", "save", "__ver
 
 def save(image: Image.Image, path: str | os.PathLike, format: str = "PPAN", **params) -> None:
     """Save ``image`` (as .ppan unless ``format`` says otherwise) atomically: the file
-    appears complete or not at all, and an existing file is replaced only on success."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        try:
-            image.save(tmp, format=format, **params)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    appears complete or not at all, an existing file is replaced only on success, and a
+    new file gets the usual permissions (0666 less the umask)."""
+    from .outputs import write_atomic
+
+    data = io.BytesIO()
+    image.save(data, format=format, **params)
+    write_atomic(path, data.getvalue())
 
 
 def read_mask(source: str | os.PathLike | IO[bytes]) -> Image.Image:
