@@ -46,7 +46,7 @@ def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptio
     layers = {
         BGND: encode_background(pixels, mask, header, options.background_quality),
         MASK: encode_mask_layer(mask),
-        SUBJ: subject.encode(pixels, mask, options.coding, jpeg, options.near),
+        SUBJ: subject.encode(pixels, mask, options.coding, jpeg, options.near, options.dct_quality),
     }
     return pack_file(header, layers, metadata or {})
 
