@@ -118,9 +118,9 @@ def test_bad_options_are_value_errors(params):
         ({"subject": "near-lossless"}, 2), ({"subject": "near-lossless", "max_error": 1}, 1),
         ({"subject": "near-lossless", "max_error": 31}, 31))],
     # "high" stays near-lossless where its subject cannot be DCT-coded
-    ("RGBA", {"subject": "high"}, 2), ("RGBA", {"subject": "high", "subject_quality": 95}, 1),
+    ("RGBA", {"subject": "high"}, 1), ("RGBA", {"subject": "high", "subject_quality": 90}, 2),
     ("RGBA", {"subject": "high", "subject_quality": 50}, 10),
-    ("RGB", {"subject": "high", "subject_coding": "cm"}, 2),
+    ("RGB", {"subject": "high", "subject_coding": "cm"}, 1),
 ])
 def test_near_lossless_and_high_stay_within_their_error(mode, params, bound):
     image, mask = synthetic(mode, seed=3)

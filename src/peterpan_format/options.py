@@ -10,7 +10,7 @@ from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
 SUBJECT_MODES = ("lossless", "near-lossless", "high", "jpeg")
 SUBJECT_CODINGS = ("auto", "webp", "med", "cm", "jpeg")
 DEFAULT_MAX_ERROR = 2
-DEFAULT_SUBJECT_QUALITY = 90
+DEFAULT_SUBJECT_QUALITY = 95
 
 
 def max_error_of_quality(quality: int) -> int:
@@ -37,8 +37,8 @@ class EncodeOptions:
         (the range coder at max_error_of_quality(subject_quality)).
     max_error: "near-lossless" only: the largest error per channel, 1-31 (default 2;
         PSNR >= 20 log10(255 / max_error)).
-    subject_quality: "high" only: the JPEG quality, 1-100 (default 90, chosen in
-        docs/benchmarks/rd.md).
+    subject_quality: "high" only: the JPEG quality, 1-100 (default 95, where "high"
+        saves the most against every codec measured: docs/benchmarks/size.md).
     subject_coding: "auto": the context-modelling coder "cm" (the smallest pixel coding on
         every photo measured; near-lossless in those modes), and when the image came from a
         JPEG file that reproduces it, the JPEG's coefficients if they are smaller. Or force
