@@ -1,11 +1,27 @@
-"""Rate–distortion of .ppan against JPEG, WebP, AVIF and JPEG XL on the shared photos.
+"""Rate–distortion of .ppan against JPEG, WebP, AVIF and JPEG XL on the shared val photos.
 
 For each photo (ground-truth masks, so the result does not depend on the segmenter) and
 each codec setting: bytes, bits/pixel, PSNR and SSIM of the subject and of the background,
-encode and decode MP/s. Writes a CSV, a Markdown summary (medians, overall and by
-subject-area bin) and two plots: subject PSNR vs bpp and background PSNR vs bpp.
+encode and decode MP/s, all in one run. Photos of people (ccp_, hsd-) are reported apart
+from the others, and by subject-area band. Writes a CSV, a Markdown summary and two plots.
 
-    python benchmarks/rd.py --limit 24 --out out/rd
+- `ppan high qN` is ``subject="high", subject_quality=N``: the subject DCT-coded as a JPEG
+  at quality N would be, requantised for our coder (SUBJ coding 4).
+- Equal subject PSNR: for each photo, each `ppan high` file is compared with what each
+  other codec needs for the same subject PSNR, interpolating that codec's bytes (in log
+  scale) between its two qualities around that PSNR (photos outside a codec's range are
+  left out of that cell and counted).
+- `ppan jpeg` is ``peterpan_format.from_jpeg`` of the photo's own JPEG file (the subject is
+  exactly Pillow's decoding of it), measured against that file's size.
+- The shared photos are JPEG files of quality 90: a JPEG (and so `ppan high`) at quality 90
+  re-creates most of their coefficients and gets an unusually high PSNR there. ``--fresh``
+  halves each photo (2 x 2 box average, the mask likewise) first, which erases that
+  history, so every codec starts from the same kind of pixels (the JPEG-file rows are then
+  left out).
+
+Needs the `bench` extra (matplotlib; pillow-jxl-plugin for JPEG XL, skipped if missing).
+
+    python benchmarks/rd.py --set people --out ../docs/benchmarks
 """
 
 from __future__ import annotations
@@ -20,37 +36,39 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import peterpan_format  # noqa: F401  (registers .ppan)
-from compare import DATA, choose, load
-from peterpan_format.options import max_error_of_quality
+import peterpan_format
+from compare import DATA, load
 
 try:
     import pillow_jxl  # noqa: F401  (registers JPEG XL)
 except ImportError:
     pillow_jxl = None
 
-QUALITIES = (50, 70, 85, 95)
-HIGH_QUALITIES = (95, 90, 80, 70)  # subject="high": maximum errors 1, 2, 4, 6
+QUALITIES = (30, 40, 50, 60, 70, 80, 85, 90, 95, 98)
+HIGH_QUALITIES = (60, 70, 80, 85, 90, 95)
 LOSSLESS_DB = 60.0  # PSNR reported for bit-exact pixels
 AREA_BINS = ((0, 0.10, "<10%"), (0.10, 0.25, "10-25%"), (0.25, 0.50, "25-50%"), (0.50, 1.01, ">50%"))
+PEOPLE = ("ccp", "hsd")
 
 
-def settings(mask: np.ndarray, source: bytes) -> list[tuple[str, str, float, dict]]:
-    """(codec, label, x-value for sorting, save params) of every setting measured.
+def source_of(photo_id: str) -> str:
+    return photo_id.split("_")[0].split("-")[0]
 
-    ``source`` is the photo's JPEG file: "ppan jpeg" keeps its subject coefficients (coding 4),
-    which reproduce the decoded pixels exactly.
-    """
-    rows = [("ppan", f"ppan s{s}", 100 + s, {"format": "PPAN", "mask": mask, "background_scale": s})
-            for s in (2, 4)]
-    rows.append(("ppan", "ppan jpeg", 99, {"format": "PPAN", "mask": mask, "jpeg_source": source}))
-    rows += [("ppan high", f"ppan high q{q} (N={max_error_of_quality(q)})", q,
-              {"format": "PPAN", "mask": mask, "subject": "high", "subject_quality": q}) for q in HIGH_QUALITIES]
+
+def choose(data: Path, which: str, limit: int) -> list[str]:
+    """The val photos of ``which`` ("people": ccp_ and hsd-, "all"), every k-th to ``limit``."""
+    ids = [i for i in (data / "splits" / "val.txt").read_text().split() if which == "all" or source_of(i) in PEOPLE]
+    return ids[:: max(1, len(ids) // limit)][:limit] if limit else ids
+
+
+def settings(mask: np.ndarray) -> list[tuple[str, str, float, dict]]:
+    """(codec, label, x-value for sorting, save params) of every pixel-input setting."""
+    rows = [("ppan", "ppan lossless", 104, {"format": "PPAN", "mask": mask})]
+    rows += [("ppan high", f"ppan high q{q}", q, {"format": "PPAN", "mask": mask, "subject": "high",
+                                                  "subject_quality": q}) for q in HIGH_QUALITIES]
     for fmt in ("JPEG", "WEBP", "AVIF") + (("JXL",) if pillow_jxl else ()):
         rows += [(fmt.lower(), f"{fmt.lower()} q{q}", q, {"format": fmt, "quality": q}) for q in QUALITIES]
     rows.append(("webp", "webp lossless", 101, {"format": "WEBP", "lossless": True}))
-    if pillow_jxl:
-        rows.append(("jxl", "jxl lossless", 101, {"format": "JXL", "lossless": True}))
     return rows
 
 
@@ -77,71 +95,132 @@ def ssim_map(a: np.ndarray, b: np.ndarray, size: int = 7) -> np.ndarray:
     return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
 
 
-def measure(photo_id: str, image: Image.Image, mask: np.ndarray, source: bytes) -> list[dict]:
+def row_of(photo_id, codec, label, x, data, encode_s, pixels, mask, decode) -> dict:
+    start = time.perf_counter()
+    decoded = decode(data)
+    decode_s = time.perf_counter() - start
+    ssim = ssim_map(decoded, pixels)
+    megapixels = mask.size / 1e6
+    return {
+        "id": photo_id, "source": source_of(photo_id), "codec": codec, "setting": label, "x": x,
+        "subject_area": float(mask.mean()), "bytes": len(data), "bpp": len(data) * 8 / mask.size,
+        "subject_psnr": psnr(decoded[mask], pixels[mask]), "background_psnr": psnr(decoded[~mask], pixels[~mask]),
+        "subject_ssim": float(ssim[mask].mean()) if mask.any() else 1.0,
+        "background_ssim": float(ssim[~mask].mean()) if (~mask).any() else 1.0,
+        "encode_mps": megapixels / encode_s, "decode_mps": megapixels / decode_s,
+    }
+
+
+def measure(photo_id: str, image: Image.Image, mask: np.ndarray, source: bytes | None) -> list[dict]:
     pixels = np.asarray(image)
-    megapixels = image.width * image.height / 1e6
+
+    def decode(data):
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
     rows = []
-    for codec, label, x, params in settings(mask, source):
+    for codec, label, x, params in settings(mask):
         params = dict(params)
         fmt = params.pop("format")
         out = io.BytesIO()
         start = time.perf_counter()
         image.save(out, fmt, **params)
-        encode_s = time.perf_counter() - start
-        start = time.perf_counter()
-        decoded = np.asarray(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
-        decode_s = time.perf_counter() - start
-        ssim = ssim_map(decoded, pixels)
-        rows.append({
-            "id": photo_id, "codec": codec, "setting": label, "x": x, "subject_area": float(mask.mean()),
-            "bytes": len(out.getvalue()), "bpp": len(out.getvalue()) * 8 / (megapixels * 1e6),
-            "subject_psnr": psnr(decoded[mask], pixels[mask]),
-            "background_psnr": psnr(decoded[~mask], pixels[~mask]),
-            "subject_ssim": float(ssim[mask].mean()) if mask.any() else 1.0,
-            "background_ssim": float(ssim[~mask].mean()) if (~mask).any() else 1.0,
-            "encode_mps": megapixels / encode_s, "decode_mps": megapixels / decode_s,
-        })
+        rows.append(row_of(photo_id, codec, label, x, out.getvalue(), time.perf_counter() - start, pixels, mask,
+                           decode))
+    if source is None:
+        return rows
+    start = time.perf_counter()
+    data = peterpan_format.from_jpeg(source, mask=mask)
+    row = row_of(photo_id, "ppan jpeg", "ppan from the JPEG file", 103, data, time.perf_counter() - start, pixels,
+                 mask, decode)
+    rows.append(row | {"source_bytes": len(source)})
     return rows
+
+
+def at_equal_psnr(rows: list[dict], photo_id: str, codec: str, target: float) -> float | None:
+    """Bytes ``codec`` needs on this photo for a subject PSNR of ``target`` (log-linear
+    between its two settings around it), or None outside its range."""
+    curve = sorted((r["subject_psnr"], np.log(r["bytes"])) for r in rows
+                   if r["id"] == photo_id and r["codec"] == codec and r["setting"].split()[-1][0] == "q")
+    ps = [p for p, _ in curve]
+    if not curve or not ps[0] <= target <= ps[-1]:
+        return None
+    # a codec's curve is not always monotonic (a re-encode at the source's own quality 90
+    # can beat 95): keep the cheapest setting at or above each PSNR
+    best = np.minimum.accumulate([b for _, b in curve][::-1])[::-1]
+    return float(np.exp(np.interp(target, ps, best)))
+
+
+def median_cell(values: list[float], total: int) -> str:
+    if not values:
+        return "–"
+    missing = f", {total - len(values)} out of range" if len(values) < total else ""
+    return f"{statistics.median(values):.2f} ({len(values)}{missing})"
+
+
+def bands(rows: list[dict]) -> list[tuple[str, set]]:
+    ids = {r["id"]: r["subject_area"] for r in rows}
+    out = [(name, {i for i, a in ids.items() if low <= a < high}) for low, high, name in AREA_BINS]
+    return [(name, s) for name, s in out if s] + [("all", set(ids))]
+
+
+def equal_psnr_table(rows: list[dict], ids: set) -> list[str]:
+    codecs = sorted({r["codec"] for r in rows} - {"ppan", "ppan high", "ppan jpeg"})
+    lines = ["| ppan high / … at equal subject PSNR | " + " | ".join(f"q{q}" for q in HIGH_QUALITIES) + " |",
+             "|---|" + "---|" * len(HIGH_QUALITIES)]
+    for codec in codecs:
+        cells = []
+        for q in HIGH_QUALITIES:
+            mine = [r for r in rows if r["id"] in ids and r["setting"] == f"ppan high q{q}"]
+            ratios = [r["bytes"] / other for r in mine
+                      if (other := at_equal_psnr(rows, r["id"], codec, r["subject_psnr"])) is not None]
+            cells.append(median_cell(ratios, len(mine)))
+        lines.append(f"| {codec} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary(rows: list[dict]) -> str:
     keys = ("bpp", "subject_psnr", "background_psnr", "subject_ssim", "background_ssim", "encode_mps", "decode_mps")
     labels = sorted({(r["codec"], r["x"], r["setting"]) for r in rows})
-    lines = ["| setting | bpp | subject PSNR | background PSNR | subject SSIM | background SSIM | encode MP/s | decode MP/s |",
+    by = {(r["id"], r["setting"]): r for r in rows}
+    groups = bands(rows)
+    lines = [f"{len({r['id'] for r in rows})} photos ("
+             + ", ".join(f"{name}: {len(s)}" for name, s in groups) + " by subject area)", "",
+             "| setting | bpp | subject PSNR | background PSNR | subject SSIM | background SSIM | encode MP/s | decode MP/s |",
              "|---|---|---|---|---|---|---|---|"]
     for _, _, label in labels:
         subset = [r for r in rows if r["setting"] == label]
-        values = [statistics.median(r[k] for r in subset) for k in keys]
-        lines.append(f"| {label} | {values[0]:.2f} | {values[1]:.1f} | {values[2]:.1f} | {values[3]:.4f} | "
-                     f"{values[4]:.4f} | {values[5]:.2f} | {values[6]:.1f} |")
-    lines += ["", "Median bytes of `ppan s4` / bytes of each setting, by subject area:", "",
-              "| setting | " + " | ".join(name for _, _, name in AREA_BINS) + " | all |",
-              "|---|" + "---|" * (len(AREA_BINS) + 1)]
-    by_photo = {(r["id"], r["setting"]): r for r in rows}
-    ids = sorted({r["id"] for r in rows})
-    for _, _, label in labels:
+        v = [statistics.median(r[k] for r in subset) for k in keys]
+        lines.append(f"| {label} | {v[0]:.2f} | {v[1]:.1f} | {v[2]:.1f} | {v[3]:.4f} | {v[4]:.4f} | {v[5]:.2f} | "
+                     f"{v[6]:.1f} |")
+    lines += ["", "**`ppan high` at equal subject PSNR** (median of ppan bytes / the codec's bytes at the same "
+              "subject PSNR; photos counted):", ""]
+    for name, ids in groups:
+        lines += [f"Subject area {name}:", ""] + equal_psnr_table(rows, ids) + [""]
+    lines += ["**`ppan high qN` / JPEG qN** (same photo, same quality; median, and how many have a subject PSNR "
+              "at least JPEG's):", "", "| quality | " + " | ".join(n for n, _ in groups) + " |",
+              "|---|" + "---|" * len(groups)]
+    for q in HIGH_QUALITIES:
         cells = []
-        for low, high, _ in AREA_BINS + ((0, 2, "all"),):
-            ratios = [by_photo[(i, "ppan s4")]["bytes"] / by_photo[(i, label)]["bytes"] for i in ids
-                      if low <= by_photo[(i, label)]["subject_area"] < high]
-            cells.append(f"{statistics.median(ratios):.2f} ({len(ratios)})" if ratios else "–")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", high_against_jpeg95(rows, by_photo, ids)])
-
-
-def high_against_jpeg95(rows: list[dict], by_photo: dict, ids: list[str]) -> str:
-    """The issue's test of subject="high": per photo, the smallest "ppan high" file whose
-    subject PSNR is at least JPEG q95's, over JPEG q95's bytes."""
-    ratios, picked = [], {}
-    for i in ids:
-        jpeg = by_photo[(i, "jpeg q95")]
-        good = [r for r in rows if r["id"] == i and r["codec"] == "ppan high" and r["subject_psnr"] >= jpeg["subject_psnr"]]
-        best = min(good, key=lambda r: r["bytes"], default=by_photo[(i, "ppan s4")])  # else lossless
-        picked[best["setting"]] = picked.get(best["setting"], 0) + 1
-        ratios.append(best["bytes"] / jpeg["bytes"])
-    return (f"`subject=\"high\"` at a subject PSNR >= JPEG q95's on the same photo: median bytes / JPEG q95 "
-            f"= {statistics.median(ratios):.2f} ({len(ratios)} photos; settings picked: "
-            + ", ".join(f"{k} x{v}" for k, v in sorted(picked.items())) + ")")
+        for _, ids in groups:
+            pairs = [(by[(i, f"ppan high q{q}")], by[(i, f"jpeg q{q}")]) for i in sorted(ids)]
+            ratios = [a["bytes"] / b["bytes"] for a, b in pairs]
+            ok = sum(a["subject_psnr"] >= b["subject_psnr"] - 1e-9 for a, b in pairs)
+            cells.append(f"{statistics.median(ratios):.3f} ({ok}/{len(pairs)})")
+        lines.append(f"| q{q} | " + " | ".join(cells) + " |")
+    if any(r["codec"] == "ppan jpeg" for r in rows):
+        lines += ["", "**JPEG files in** (`from_jpeg` / the photo's own JPEG file, median; the subject is "
+                  "exactly Pillow's decoding of the file):", "", "| | " + " | ".join(n for n, _ in groups) + " |",
+                  "|---|" + "---|" * len(groups)]
+        kept = [[by[(i, "ppan from the JPEG file")] for i in ids] for _, ids in groups]
+        cells = [f"{statistics.median(r['bytes'] / r['source_bytes'] for r in group):.3f}" for group in kept]
+        lines.append("| .ppan / JPEG file | " + " | ".join(cells) + " |")
+    lines += ["", "**Lossless subject** (`ppan lossless` / each, median):", "",
+              "| setting | " + " | ".join(n for n, _ in groups) + " |", "|---|" + "---|" * len(groups)]
+    for other in ("webp lossless", "jpeg q95", "webp q95"):
+        cells = [f"{statistics.median(by[(i, 'ppan lossless')]['bytes'] / by[(i, other)]['bytes'] for i in ids):.2f}"
+                 for _, ids in groups]
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -158,7 +237,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ys = [statistics.median(r[key] for r in rows if r["setting"] == label) for _, label in points]
             lossy = [(x, y) for x, y in zip(xs, ys) if y < LOSSLESS_DB]
             exact = [(x, y) for x, y in zip(xs, ys) if y >= LOSSLESS_DB]
-            style = "s" if codec == "ppan" else "o-"  # ppan's lossless settings are points
+            style = "s" if codec in ("ppan", "ppan jpeg") else "o-"  # single settings are points
             line = ax.plot(*zip(*lossy), style, label=codec)[0] if lossy else None
             if exact:
                 ax.plot(*zip(*exact), "*", markersize=12, color=line.get_color() if line else None,
@@ -167,8 +246,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel("bits per pixel (whole image, median)")
         ax.set_ylabel(f"{title} PSNR dB (median; {LOSSLESS_DB:.0f} = lossless, stars)")
         ax.set_title(f"{title} quality vs size")
+        ax.set_xlim(0, 4)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -176,20 +256,34 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--limit", type=int, default=24, help="number of val photos")
+    parser.add_argument("--set", choices=("people", "all"), default="people",
+                        help="people: the ccp_ and hsd- val photos; all: every val photo")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many photos (0: all)")
+    parser.add_argument("--fresh", action="store_true", help="halve every photo first (see the module doc)")
     parser.add_argument("--out", type=Path, default=Path("out/rd"))
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for photo_id in choose(args.data, args.limit):
-        rows += measure(photo_id, *load(photo_id, args.data), (args.data / "images" / f"{photo_id}.jpg").read_bytes())
+    for photo_id in choose(args.data, args.set, args.limit):
+        image, mask = load(photo_id, args.data)
+        source = (args.data / "images" / f"{photo_id}.jpg").read_bytes()
+        if args.fresh:
+            image = image.reduce(2)
+            mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).reduce(2)) >= 128
+            source = None
+        rows += measure(photo_id, image, mask, source)
     with (args.out / "rd.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[-1]), restval="")
         writer.writeheader()
         writer.writerows(rows)
-    table = summary(rows)
-    (args.out / "rd.md").write_text(table + "\n")
-    plot(rows, args.out / "rd.png")
+    text = []
+    for title, subset in (("Photos of people (ccp_, hsd-)", [r for r in rows if r["source"] in PEOPLE]),
+                          ("Other photos (camvid_, cat_)", [r for r in rows if r["source"] not in PEOPLE])):
+        if subset:
+            text += [f"## {title}", "", summary(subset), ""]
+    table = "\n".join(text)
+    (args.out / "rd.md").write_text(table)
+    plot([r for r in rows if r["source"] in PEOPLE] or rows, args.out / "rd.png")
     print(f"{len({r['id'] for r in rows})} photos; CSV, table and plot in {args.out}/\n")
     print(table)
 

@@ -73,6 +73,8 @@ def file_seeds() -> dict[str, bytes]:
 
 
 def layer_seeds() -> dict[str, dict[str, bytes]]:
+    from peterpan_format._kernels.rle import encode_mask
+
     folders = {"mask": {}, "background": {}, "subject": {}, "metadata": {}}
     for i, fixture in enumerate(ppan_fuzz.LAYER_FIXTURES):
         codings = ["auto"] if fixture[5] == "empty" else subject_codings()
@@ -81,8 +83,8 @@ def layer_seeds() -> dict[str, dict[str, bytes]]:
             folders["subject"][f"{i}-{coding}"] = bytes([i]) + layers[b"SUBJ"]
             folders["mask"][f"{i}"] = bytes([i]) + layers[b"MASK"]
             folders["background"][f"{i}"] = bytes([i]) + layers[b"BGND"]
-            # raw streams (high bit of the first byte): the runs, the MED residuals
-            folders["mask"][f"{i}-runs"] = bytes([i | 0x80]) + brotli.decompress(layers[b"MASK"][1:])
+            # raw streams (high bit of the first byte): an old file's mask runs, the MED residuals
+            folders["mask"][f"{i}-runs"] = bytes([i | 0x80]) + encode_mask(ppan_fuzz.fixture(i)[1]).tobytes()
             if layers[b"SUBJ"][0] == 2:
                 folders["subject"][f"{i}-residuals"] = bytes([i | 0x80]) + brotli.decompress(layers[b"SUBJ"][17:])
     from peterpan_format import metadata

@@ -332,6 +332,8 @@ def _decode_mask(body: bytes, hd: dict) -> np.ndarray:
     if len(body) < 1:
         raise SpecError("MASK too short")
     coding = _u8(body, 0)
+    if coding == 2:
+        return _decode_mask_coding2(body, hd)
     if coding != 1:
         raise SpecError(f"unknown MASK coding {coding}")
     W, H = hd["width"], hd["height"]
@@ -357,6 +359,60 @@ def _decode_mask(body: bytes, hd: dict) -> np.ndarray:
             first = False
     if pos != len(runs):
         raise SpecError("trailing bytes after the last mask row")
+    return mask
+
+
+# §5.2: the template (dx_t, dy_t), t = 0 … 15; bit 15 − t of the context.
+MASK_TEMPLATE = [(-1, -2), (0, -2), (1, -2), (2, -2), (-2, -2),
+                 (-2, -1), (-1, -1), (0, -1), (1, -1), (2, -1), (3, -1), (-3, -1),
+                 (-4, 0), (-3, 0), (-2, 0), (-1, 0)]
+MASK_COUNT_CAP = 12  # §5.2: n = min(n + 1, 12)
+
+
+def _decode_mask_coding2(body: bytes, hd: dict) -> np.ndarray:
+    """§5.2 (MASK coding 2)."""
+    if len(body) < 9:
+        raise SpecError("MASK coding 2 payload shorter than 9 bytes")
+    x0, y0, w, h = (_u16(body, off) for off in (1, 3, 5, 7))
+    stream = body[9:]
+    W, H = hd["width"], hd["height"]
+    mask = np.zeros((H, W), np.uint8)
+    if w == 0 or h == 0:
+        if (x0, y0, w, h) != (0, 0, 0, 0) or stream:
+            raise SpecError("MASK coding 2: an empty mask needs x0 = y0 = width = height = 0 and no stream")
+        return mask
+    if x0 + w > W or y0 + h > H:
+        raise SpecError("MASK coding 2: the rectangle passes the image")
+    rd = Coder2RangeDecoder(stream)
+    probs, counts = {}, {}  # context c: (p, n), (32768, 0) until first used
+
+    def decision(ctx: int) -> int:
+        p, n = probs.get(ctx, 32768), counts.get(ctx, 0)
+        b = rd.decode(p)
+        rate = 65536 // (n + 3)  # §6.4.5.2, with the count capped at 12
+        p = p + (((65536 - p) * rate) >> 16) if b == 1 else p - ((p * rate) >> 16)
+        probs[ctx] = min(max(p, 64), 65472)
+        counts[ctx] = min(n + 1, MASK_COUNT_CAP)
+        return b
+
+    # Rows of m with 4 zero columns either side and two zero rows above: m(i, j) = 0 outside.
+    pad = 4
+    m = [[0] * (w + 2 * pad) for _ in range(h + 2)]
+    taps = [(dy, dx, 15 - t) for t, (dx, dy) in enumerate(MASK_TEMPLATE)]
+    for j in range(h):
+        row = m[j + 2]
+        if decision(65536):
+            m[j + 2] = list(m[j + 1])
+            continue
+        for i in range(w):
+            c = 0
+            for dy, dx, shift in taps:
+                c |= m[j + 2 + dy][i + pad + dx] << shift
+            row[i + pad] = decision(c)
+    rd.finish()
+    mask[y0 : y0 + h, x0 : x0 + w] = np.array([r[pad : pad + w] for r in m[2:]], np.uint8)
+    if _mask_box(mask)[0] != (x0, y0, w, h):
+        raise SpecError("MASK coding 2: the rectangle is not the box of the decoded mask")
     return mask
 
 

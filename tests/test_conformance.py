@@ -136,10 +136,20 @@ def test_near_lossless_rejections_agree():
             decode(broken)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
-def test_subject_high_is_coding5(mode):
-    image, mask = synthetic(mode, size=(29, 23), seed=4)
+def test_subject_high_rgba_is_coding5():
+    image, mask = synthetic("RGBA", size=(29, 23), seed=4)
     check_near(image, mask, subject="high", background_scale=2, feather=1)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_subject_high_is_coding4(mode):
+    # The DCT-coded subject (coding 4 fed by an in-memory JPEG): both decoders agree.
+    image, mask = synthetic(mode, size=(37, 29), seed=4)
+    data = encode(image, mask=mask, subject="high", subject_quality=80, background_scale=2, feather=1)
+    assert chunk_body(data, b"SUBJ")[0] == 4
+    spec = read_ppan(data)
+    np.testing.assert_array_equal(spec.mask, mask)
+    np.testing.assert_array_equal(spec.pixels, as_array(decode(data)))
 
 
 @pytest.mark.parametrize("scale, feather", [(1, 0), (2, 1), (4, 4), (5, 3), (8, 8)])

@@ -16,15 +16,18 @@ from PIL import Image
 from . import subject
 from ._kernels.blend import feather
 from ._kernels.resample import area_downsample, bicubic_upsample
-from ._kernels.rle import MASK_ERRORS, decode_mask, encode_mask
+from ._kernels.mask_coder import MASK_CODER_ERRORS, decode_mask_box, encode_mask_box
+from ._kernels.rle import MASK_ERRORS, decode_mask
 from .container import BGND, MASK, MAX_DIMENSION, SUBJ, Header, pack_file
+from .masking import box_of
 from .options import EncodeOptions
 from .streams import brotli_decompress, decode_embedded_webp
 from .subject import WEBP_MAX_SIDE
 
 _BACKGROUND_PREFIX = struct.Struct(">BII")
 BACKGROUND_WEBP = 1
-MASK_ROW_RUNS = 1
+MASK_ROW_RUNS, MASK_CONTEXT = 1, 2
+_MASK_BOX = struct.Struct(">BHHHH")
 WEBP_LOSSY_METHOD = 6
 
 
@@ -43,7 +46,7 @@ def encode(pixels: np.ndarray, mask: np.ndarray, mode: str, options: EncodeOptio
     layers = {
         BGND: encode_background(pixels, mask, header, options.background_quality),
         MASK: encode_mask_layer(mask),
-        SUBJ: subject.encode(pixels, mask, options.coding, jpeg, options.near),
+        SUBJ: subject.encode(pixels, mask, options.coding, jpeg, options.near, options.dct_quality),
     }
     return pack_file(header, layers, metadata or {})
 
@@ -106,18 +109,38 @@ def decode_background(payload: bytes, header: Header) -> np.ndarray:
 
 
 def encode_mask_layer(mask: np.ndarray) -> bytes:
-    """MASK payload: row run-lengths (varints), Brotli-compressed."""
-    runs = encode_mask(mask).tobytes()
-    return bytes([MASK_ROW_RUNS]) + brotli.compress(runs, quality=11)
+    """MASK payload, coding 2: the mask's box, then its pixels context-modelled (§5.2)."""
+    x0, y0, w, h = box = box_of(mask)
+    stream = encode_mask_box(mask[y0 : y0 + h, x0 : x0 + w]) if w else b""
+    return _MASK_BOX.pack(MASK_CONTEXT, *box) + stream
 
 
 def decode_mask_layer(payload: bytes, header: Header) -> np.ndarray:
-    """The mask (H, W) of 0/1 from a MASK payload."""
-    if not payload or payload[0] != MASK_ROW_RUNS:
+    """The mask (H, W) of 0/1 from a MASK payload (coding 1 or 2)."""
+    if payload[:1] == bytes([MASK_ROW_RUNS]):
+        limit = header.height * (header.width + 1)
+        runs = brotli_decompress(payload[1:], limit, "MASK runs")
+        mask, status = decode_mask(np.frombuffer(runs, np.uint8), header.width, header.height)
+        if status:
+            raise OSError(f"PPAN MASK: {MASK_ERRORS[status]}")
+        return mask
+    if payload[:1] != bytes([MASK_CONTEXT]):
         raise OSError("unknown or missing PPAN MASK coding")
-    limit = header.height * (header.width + 1)
-    runs = brotli_decompress(payload[1:], limit, "MASK runs")
-    mask, status = decode_mask(np.frombuffer(runs, np.uint8), header.width, header.height)
+    if len(payload) < _MASK_BOX.size:
+        raise OSError("PPAN MASK coding 2 payload is too short")
+    _, x0, y0, w, h = _MASK_BOX.unpack_from(payload)
+    stream = payload[_MASK_BOX.size :]
+    mask = np.zeros((header.height, header.width), np.uint8)
+    if w == 0 or h == 0:
+        if (x0, y0, w, h) != (0, 0, 0, 0) or stream:
+            raise OSError("PPAN MASK: an empty box must be (0, 0, 0, 0) with no stream")
+        return mask
+    if x0 + w > header.width or y0 + h > header.height:
+        raise OSError(f"PPAN MASK box {(x0, y0, w, h)} passes the image")
+    box, status = decode_mask_box(stream, w, h)
     if status:
-        raise OSError(f"PPAN MASK: {MASK_ERRORS[status]}")
+        raise OSError(f"PPAN MASK: {MASK_CODER_ERRORS[status]}")
+    mask[y0 : y0 + h, x0 : x0 + w] = box
+    if box_of(mask) != (x0, y0, w, h):
+        raise OSError(f"PPAN MASK box {(x0, y0, w, h)} is not the box of its pixels")
     return mask

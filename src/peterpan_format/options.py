@@ -11,12 +11,13 @@ SUBJECT_MODES = ("lossless", "near-lossless", "high", "jpeg")
 SUBJECT_CODINGS = ("auto", "webp", "med", "cm", "jpeg")
 NO_SUBJECT_POLICIES = ("keep", "background", "error")
 DEFAULT_MAX_ERROR = 2
-DEFAULT_SUBJECT_QUALITY = 90
+DEFAULT_SUBJECT_QUALITY = 95
 
 
 def max_error_of_quality(quality: int) -> int:
-    """The maximum error of subject="high" at ``quality`` (1-100): 95 -> 1, 90 -> 2, 80 -> 4,
-    70 -> 6, 50 -> 10, 1 -> 20."""
+    """The maximum error of subject="high" at ``quality`` (1-100) where its subject cannot
+    be DCT-coded (RGBA, or subject_coding="cm"): 95 -> 1, 90 -> 2, 80 -> 4, 70 -> 6,
+    50 -> 10, 1 -> 20."""
     return max(1, (102 - quality) // 5)
 
 
@@ -30,12 +31,15 @@ class EncodeOptions:
     subject: "lossless" keeps every subject pixel bit-exact; "jpeg" too, by keeping the
         quantised DCT coefficients of the JPEG file the image was opened from (an error if
         that JPEG is not at hand or cannot be kept); "near-lossless" keeps every channel of
-        every subject pixel within ``max_error`` of the original; "high" is near-lossless
-        at a ``subject_quality``.
+        every subject pixel within ``max_error`` of the original; "high" codes the subject
+        as a JPEG at ``subject_quality`` would, its coefficients requantised for this
+        format's coder (never a larger subject error than that JPEG's), for a fraction of
+        the JPEG's bytes. An RGBA image, or subject_coding="cm", keeps "high" near-lossless
+        (the range coder at max_error_of_quality(subject_quality)).
     max_error: "near-lossless" only: the largest error per channel, 1-31 (default 2;
         PSNR >= 20 log10(255 / max_error)).
-    subject_quality: "high" only: 1-100 (default 90), the maximum error
-        ``max_error_of_quality(q)``: 95 -> 1, 90 -> 2, 80 -> 4, 70 -> 6, 50 -> 10.
+    subject_quality: "high" only: the JPEG quality, 1-100 (default 95, where "high"
+        saves the most against every codec measured: docs/benchmarks/size.md).
     subject_coding: "auto": the context-modelling coder "cm" (the smallest pixel coding on
         every photo measured; near-lossless in those modes), and when the image came from a
         JPEG file that reproduces it, the JPEG's coefficients if they are smaller. Or force
@@ -84,6 +88,13 @@ class EncodeOptions:
         if self.subject == "high":
             return max_error_of_quality(DEFAULT_SUBJECT_QUALITY if self.subject_quality is None else self.subject_quality)
         return 0
+
+    @property
+    def dct_quality(self) -> int:
+        """The JPEG quality of a DCT-coded "high" subject (0: not that mode)."""
+        if self.subject != "high":
+            return 0
+        return DEFAULT_SUBJECT_QUALITY if self.subject_quality is None else self.subject_quality
 
     @property
     def coding(self) -> str:

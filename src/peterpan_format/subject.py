@@ -38,14 +38,16 @@ def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: bytes | None = None,
-           near: int = 0) -> bytes:
+           near: int = 0, quality: int = 0) -> bytes:
     """SUBJ payload for the subject pixels of ``pixels`` (H, W, C) where ``mask`` (H, W) is 1.
 
     ``near`` = N > 0 allows an error of N per channel: the range coder ("cm") then writes
-    coding 5. ``jpeg`` is the JPEG file that ``pixels`` were decoded from: "auto" writes the
-    smaller of coding 4 (exact, when the JPEG's coefficients reproduce ``pixels`` at every
-    subject pixel) and its pixel coding; "jpeg" needs coding 4 and raises ValueError
-    otherwise.
+    coding 5. ``quality`` = q > 0 (with "auto", an L or RGB image) codes the subject as
+    a JPEG at quality q instead, rate-distortion optimised (coding 4, jpeg/quantise.py).
+    ``jpeg`` is the JPEG file that ``pixels`` were decoded from: "auto" writes the
+    smaller of coding 4 with its coefficients (exact, when they reproduce ``pixels`` at
+    every subject pixel) and the other candidate; "jpeg" needs coding 4 and raises
+    ValueError otherwise.
     """
     box = box_of(mask)
     if box[2] == 0:
@@ -59,7 +61,11 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
     if coding in ("auto", "jpeg"):
         kept = _encode_jpeg(jpeg, pixels, mask, required=coding == "jpeg")
         candidates += [(JPEG, kept)] if kept is not None else []
-    if coding != "jpeg":
+    if quality and coding == "auto" and pixels.shape[2] in (1, 3):
+        from .jpeg.quantise import encode_dct_subject
+
+        candidates.append((JPEG, encode_dct_subject(pixels, mask, quality)))
+    elif coding != "jpeg":
         wanted = AUTO if coding == "auto" else (CODINGS[coding],)
         candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted]
     best, data = min(candidates, key=lambda item: len(item[1]))

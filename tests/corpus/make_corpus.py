@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 import peterpan_format  # noqa: F401  (registers the plugin)
+from peterpan_format._kernels.mask_coder import encode_mask_box
 
 HERE = Path(__file__).resolve().parent
 SIGNATURE = b"\x89PAN\r\n\x1a\n"
@@ -129,6 +130,10 @@ def mask_payload(runs: bytes) -> bytes:
     return b"\x01" + brotli.compress(runs)
 
 
+def mask2_box(box) -> bytes:
+    return struct.pack(">BHHHH", 2, *box)
+
+
 ROWS = [[8], [3, 3, 2], [2, 4, 2], [2, 4, 2], [2, 4, 2], [8]]  # the runs of mask()
 
 
@@ -153,6 +158,8 @@ def malformed():
     near_base = encode("cm", subject="near-lossless", max_error=2)
     near_subj = layer(near_base, b"SUBJ")
     bg = layer(base, b"BGND")
+    mask2 = layer(base, b"MASK")  # coding 2
+    assert mask2[0] == 2
     bw, bh = WIDTH // SCALE, HEIGHT // SCALE
     big = 60000
     bomb64 = brotli.compress(b"\x00" * (64 << 20), quality=5)
@@ -240,8 +247,8 @@ def malformed():
             np.dstack([pixels(bw, bh), np.full((bh, bw), 7, np.uint8)]), lossless=True))), "load", "OSError",
          "RGBA", "§4 no alpha channel when channels is 3"),
         # MASK
-        ("mask-unknown-coding", build(replace(base, b"MASK", b"\x02" + layer(base, b"MASK")[1:])), "load",
-         "OSError", "MASK coding", "§5 coding 1"),
+        ("mask-unknown-coding", build(replace(base, b"MASK", b"\x03" + layer(base, b"MASK")[1:])), "load",
+         "OSError", "MASK coding", "§5 coding 1 or 2"),
         ("mask-empty-payload", build(replace(base, b"MASK", b"")), "load", "OSError", "MASK coding", "§5 coding"),
         ("rle-run-past-row", build(replace(base, b"MASK", mask_payload(rows([8], [3, 3, 3], *ROWS[2:])))), "load",
          "OSError", "passes the end of its row", "§5 runs add up to W"),
@@ -259,10 +266,26 @@ def malformed():
          "OSError", "varint", "§1 varint below 2^32"),
         ("brotli-bomb-mask", build(replace(base, b"MASK", b"\x01" + bomb64)), "load", "OSError",
          "decompress to more than 54 bytes", "§5, §10 runs at most H x (W + 1) bytes, capped while decompressing"),
-        ("mask-brotli-truncated", build(replace(base, b"MASK", layer(base, b"MASK")[:-2])), "load", "OSError",
+        ("mask-brotli-truncated", build(replace(base, b"MASK", mask_payload(rows())[:-2])), "load", "OSError",
          "Brotli", "§1 one complete Brotli stream"),
-        ("mask-brotli-trailing-bytes", build(replace(base, b"MASK", layer(base, b"MASK") + b"\0")), "load",
+        ("mask-brotli-trailing-bytes", build(replace(base, b"MASK", mask_payload(rows()) + b"\0")), "load",
          "OSError", "Brotli", "§1 nothing after the Brotli stream"),
+        ("mask-coding1-valid", build(replace(base, b"MASK", mask_payload(rows()))), "none", "", "",
+         "nothing: an old file's MASK coding 1 still decodes"),
+        ("mask2-too-short", build(replace(base, b"MASK", b"\x02\0\0\0\0")), "load", "OSError", "too short",
+         "§5.2 at least 9 bytes"),
+        ("mask2-truncated", build(replace(base, b"MASK", mask2[:-2])), "load", "OSError", "ends early",
+         "§5.2, §6.4.5.1 no reading past the stream's end"),
+        ("mask2-trailing-bytes", build(replace(base, b"MASK", mask2 + b"\0")), "load", "OSError",
+         "bytes after the end", "§5.2, §6.4.5.1 no bytes left after the last decision"),
+        ("mask2-box-past-edge", build(replace(base, b"MASK", mask2_box((5, 1, 4, 4)) + mask2[9:])), "load",
+         "OSError", "passes the image", "§5.2 x0 + width <= W"),
+        ("mask2-box-not-tight", build(replace(base, b"MASK", mask2_box((1, 1, 5, 4)) + encode_mask_box(
+            mask()[1:5, 1:6]))), "load", "OSError", "not the box of its pixels", "§5.2 the rectangle is the box"),
+        ("mask2-empty-with-stream", build(replace(base, b"MASK", mask2_box((0, 0, 0, 0)) + b"\0")), "load",
+         "OSError", "empty box", "§5.2 an empty mask has no stream"),
+        ("mask2-empty-not-at-origin", build(replace(base, b"MASK", mask2_box((3, 0, 0, 4)))), "load",
+         "OSError", "empty box", "§5.2 an empty mask's rectangle is (0, 0, 0, 0)"),
         # SUBJ
         ("subject-box-mismatch", build(replace(base, b"SUBJ", subj_prefix(box=(3, 1, 4, 4))
                                                + layer(base, b"SUBJ")[17:])), "load", "OSError",
