@@ -26,7 +26,7 @@ from . import __version__, batch, outputs
 from .batch import DECODE, DONE, ENCODE, FAILED, SKIPPED, Result
 from .container import MAX_ERROR, MAX_FEATHER, MAX_SCALE
 from .options import (DEFAULT_MAX_ERROR, DEFAULT_SUBJECT_QUALITY, NO_SUBJECT_POLICIES, SUBJECT_CODINGS,
-                      SUBJECT_MODES, EncodeOptions, max_error_of_quality)
+                      SUBJECT_MODES, EncodeOptions)
 
 INSTALL_HINT = 'pip install "peterpan-format[segment]"'
 # the save options, by their EncodeOptions names; each has the flag --NAME-WITH-DASHES
@@ -106,14 +106,14 @@ def _add_save_options(parser: argparse.ArgumentParser) -> None:
                         help=f"blend radius in pixels outside the subject, 0-{MAX_FEATHER} (default %(default)s)")
     parser.add_argument("--subject", choices=SUBJECT_MODES, default=default.subject,
                         help="lossless: bit-exact; near-lossless: every channel within --max-error; "
-                             "high: near-lossless at --subject-quality; jpeg: a JPEG input's own "
+                             "high: DCT-coded like a JPEG at --subject-quality, fewer bytes; jpeg: a JPEG input's own "
                              "coefficients, or fail (default %(default)s)")
     parser.add_argument("--max-error", type=int, metavar="N",
                         help=f"with --subject near-lossless: largest error per channel, 1-{MAX_ERROR} "
                              f"(default {DEFAULT_MAX_ERROR})")
     parser.add_argument("--subject-quality", type=int, metavar="Q",
-                        help=f"with --subject high: 1-100 (default {DEFAULT_SUBJECT_QUALITY}: largest "
-                             f"error {max_error_of_quality(DEFAULT_SUBJECT_QUALITY)})")
+                        help=f"with --subject high: the JPEG quality of the subject, 1-100 "
+                             f"(default {DEFAULT_SUBJECT_QUALITY})")
     parser.add_argument("--subject-coding", choices=SUBJECT_CODINGS, default=default.subject_coding,
                         help="auto: cm, or a JPEG input's own coefficients when smaller; cm codes the "
                              "pixels (a JPEG's too); webp, med: lossless only (default %(default)s)")
