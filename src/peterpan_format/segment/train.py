@@ -292,8 +292,9 @@ def export(best_dir: Path, meta: dict, dest: Path):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA)
-    p.add_argument("--extra", nargs="*", default=[],
-                   help="more training folders of the same layout (images/, masks_class/, splits/train.txt)")
+    p.add_argument("--extra", nargs="*", default=[], metavar="DIR[=W]",
+                   help="more training folders of the same layout (images/, masks_class/, "
+                        "splits/train.txt), each sampled with weight W per photo (default 1)")
     p.add_argument("--out", default="runs/seg")
     p.add_argument("--arch", default="Unet")
     p.add_argument("--encoder", default="tu-tf_efficientnet_lite1")
@@ -350,12 +351,15 @@ def main(argv=None):
     t0 = time.time()
     cache = out / f"cache_{args.store}.pkl"
     train = load_split(Path(args.data), "train", args.store, lut, args.include_camvid, cache)
-    for extra in args.extra:
-        train += load_split(Path(extra), "train", args.store, lut, args.include_camvid, cache)
-    val = load_split(Path(args.data), "val", args.store, lut, args.include_camvid, cache)
-    log(f"data: {len(train)} train, {len(val)} val, classes {names}, loaded in {time.time() - t0:.0f}s, device {device}")
     source_weight = {k: float(v) for k, v in (s.split("=") for s in args.source_weight)}
     weights = [source_weight.get(source_of(i), 1.0) for i, _, _ in train]
+    for extra in args.extra:
+        folder, _, weight = extra.partition("=")
+        items = load_split(Path(folder), "train", args.store, lut, args.include_camvid, cache)
+        train += items
+        weights += [float(weight or 1)] * len(items)
+    val = load_split(Path(args.data), "val", args.store, lut, args.include_camvid, cache)
+    log(f"data: {len(train)} train, {len(val)} val, classes {names}, loaded in {time.time() - t0:.0f}s, device {device}")
     aug = Augmenter(train, args.crop, args.input_size, mean, std, weights=weights)
 
     model = build_model(args.arch, args.encoder, len(names), args.decoder_channels)
@@ -393,7 +397,7 @@ def main(argv=None):
         "mean": mean,
         "std": std,
         "trained_on": "ccp, cat, hsd" + (", camvid" if args.include_camvid else "")
-                      + "".join(f", {Path(e).name}" for e in args.extra),
+                      + "".join(f", {Path(e.partition('=')[0]).name}" for e in args.extra),
     }
 
     def checkpoint(res=None):
