@@ -12,7 +12,7 @@ from PIL import Image
 from ._kernels.entropy import CM_ERRORS, NEAR_MAX, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
 from .masking import box_of
-from .streams import brotli_decompress, decode_embedded_webp
+from .streams import brotli_array, decode_embedded_webp
 
 NONE, WEBP, MED, CM, JPEG, NEAR = 0, 1, 2, 3, 4, 5
 #: the codings a caller can ask for (subject_coding); "cm" writes coding 5 when an error is allowed
@@ -152,10 +152,10 @@ def _decode_webp(data: bytes, box: tuple, channels: int) -> np.ndarray:
 
 def _decode_med(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
     expected = channels * int(np.count_nonzero(crop_mask))
-    residuals = brotli_decompress(data, expected, "SUBJ residuals")
+    residuals = brotli_array(data, expected, "SUBJ residuals")
     if len(residuals) != expected:
         raise OSError(f"PPAN SUBJ residuals are {len(residuals)} bytes, expected {expected}")
-    values, status = med_decode(np.frombuffer(residuals, np.uint8), crop_mask, channels)
+    values, status = med_decode(residuals, crop_mask, channels)
     if status:
         raise OSError("PPAN SUBJ residuals do not match the mask")
     return values

@@ -260,6 +260,8 @@ def _decode_box(data, mask, channels, near):
                         e = (m ^ -neg) + neg
                 V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
                 E[p, r, X] = e
+            if pos > size:  # a byte past the end was needed: stop now (§6.3)
+                return out, ERR_TRUNCATED
             if channels == 1:
                 out[y, X - 1, 0] = V[0, r, X]
             else:
@@ -459,7 +461,8 @@ def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int
     Status 0 means success; a negative status is a key of ``CM_ERRORS`` (``near`` outside
     0 … 31 is ERR_NEAR). Values at background pixels of the box are the predictions of §6.3
     (coding 5: reconstructed with a zero residual). Any input bytes are safe: the work is
-    bounded by channels x h x w values and nothing past ``data`` is read.
+    bounded by channels x h x w values, nothing past ``data`` is read, and decoding stops
+    at the pixel that needs a byte the stream does not have.
     """
     near = int(near) if 0 <= near <= NEAR_MAX else -1
     out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels), near)

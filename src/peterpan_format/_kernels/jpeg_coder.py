@@ -1,4 +1,5 @@
-"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/FORMAT.md §6.4.5).
+"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/FORMAT.md §6.4.5),
+and the value mapping of coder 1 (§6.4.4: ``add_escapes``, ``unmap_values``).
 
 One kernel, ``_code_blocks``, both encodes (mode 0) and decodes (mode 1): every binary
 decision goes through ``_code_p``, which codes the given bit or returns the decoded one,
@@ -651,3 +652,59 @@ def decode_blocks(data, coef, index, comps, qtables) -> int:
     if status == OK and st[_POS] != buf.shape[0]:
         return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
     return status
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_escapes(values, cursor, high, need, data, start):
+    i = start
+    while i < data.shape[0] and need > 0:
+        b = np.int64(data[i])
+        i += 1
+        if high < 0:
+            high = b
+            continue
+        while cursor < values.shape[0] and values[cursor] != 255:
+            cursor += 1
+        if cursor == values.shape[0]:  # fewer values 255 than ``need``
+            return i, cursor, high, need, 2
+        v = 255 + (high << 8) + b
+        high = -1
+        if v > 65535:  # |V| > 32768: no int16 coefficient
+            return i, cursor, high, need, 1
+        values[cursor] = v
+        cursor += 1
+        need -= 1
+    return i, cursor, high, need, 0
+
+
+def add_escapes(values, cursor: int, high: int, need: int, data, start: int):
+    """Coder 1's escapes (§6.4.4): read big-endian u16 from ``data[start:]`` and add each,
+    in order, to the next value 255 of ``values`` (uint16) from ``cursor`` on, until
+    ``need`` are added; ``high`` is a first byte carried over from the previous data (-1:
+    none). Returns (next start, cursor, high, need, status): status 1 if a value passes
+    65535 (a coefficient outside int16), 2 if fewer than ``need`` values 255 are left."""
+    out = _add_escapes(values, np.int64(cursor), np.int64(high), np.int64(need), data, np.int64(start))
+    return tuple(int(v) for v in out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _unmap_values(values, n):
+    coef = np.empty((n, 64), np.int16)
+    for k in range(64):
+        z = ZIGZAG[k]
+        for j in range(n):
+            m = np.int64(values[k * n + j])
+            coef[j, z] = (m >> 1) if (m & 1) == 0 else -((m + 1) >> 1)
+    dc = np.int64(0)
+    for j in range(n):  # DC differences: cumulative sums, wrapped to int16
+        dc = ((dc + coef[j, 0] + 32768) & 0xFFFF) - 32768
+        coef[j, 0] = dc
+    return coef
+
+
+def unmap_values(values, n: int) -> np.ndarray:
+    """Coder 1's mapped values of one component (uint16[64 n], zigzag index k major) as
+    coefficients int16[n, 64] in natural order, DC differences summed (§6.4.4)."""
+    if values.dtype != np.uint16 or values.shape != (64 * n,):
+        raise ValueError("values must be uint16[64 n]")
+    return _unmap_values(values, np.int64(n))

@@ -11,6 +11,7 @@ from .._kernels import jpeg_coder
 from .._kernels.jpeg_huffman import ZIGZAG
 from .parser import Component, check_sampling, layout
 from .select import kept_blocks
+from ..streams import brotli_blocks
 
 BROTLI, ARITH = 1, 2
 CODERS = {"brotli": BROTLI, "arith": ARITH}
@@ -181,43 +182,78 @@ class Header:
 
 
 def read(payload: bytes, mask: np.ndarray):
-    """(header, kept-block grids, coefficient arrays) of a payload; OSError if malformed."""
+    """(header, blocks) of a payload; OSError if malformed (the header's at once, the
+    coefficients' while ``blocks`` is iterated).
+
+    ``blocks`` yields, component by component, (coef int16[k, 64], index int32[nby, nbx])
+    as pixels.render takes them. Coder 1's coefficients are converted one component at a
+    time from its decompressed values, which are released as they are used.
+    """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise OSError("JPEG subject mask must be 2-D")
     head = Header(payload, mask.shape)
     keep = kept_blocks(mask, head.components)
     index, grid_info, counts = _grids(keep, list(range(len(head.components))))
-    total = sum(counts)
-    coef = np.zeros((total, 64), np.int16)
+    grids = [np.ascontiguousarray(index[off : off + nby * nbx].reshape(nby, nbx)) for off, nby, nbx, *_ in grid_info]
     if head.coder == BROTLI:
-        from ..streams import brotli_decompress
+        return head, _brotli_blocks(head.data, counts, grids)
+    return head, _arith_blocks(head, index, grid_info, counts, grids)
 
-        raw = brotli_decompress(head.data, 3 * 64 * total, "SUBJ JPEG coefficients")
-        small = np.frombuffer(raw[: 64 * total], np.uint8)
-        if len(small) != 64 * total:
-            raise OSError("PPAN SUBJ JPEG coefficients are too short")
-        escapes = int(np.count_nonzero(small == 255))
-        if len(raw) != 64 * total + 2 * escapes:
-            raise OSError("PPAN SUBJ JPEG coefficient escapes do not match")
-        z = small.astype(np.int64)
-        z[small == 255] += np.frombuffer(raw[64 * total :], ">u2")
-        v = np.where(z & 1, -((z + 1) >> 1), z >> 1)
-        if v.size and (v.min() < -32768 or v.max() > 32767):
-            raise OSError("PPAN SUBJ JPEG coefficient out of range")
-        pos = start = 0
-        for cnt in counts:
-            p = v[pos : pos + 64 * cnt].reshape(64, cnt).T.copy()
-            pos += 64 * cnt
-            if cnt:
-                p[:, 0] = ((np.cumsum(p[:, 0]) + 32768) & 0xFFFF) - 32768
-            coef[start : start + cnt, ZIGZAG] = p.astype(np.int16)
-            start += cnt
-    else:
-        status = jpeg_coder.decode_blocks(head.data, coef, index, grid_info, head.qtables)
-        if status:
-            raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
-    blocks = []
-    for off, nby, nbx, *_ in grid_info:
-        blocks.append((coef, np.ascontiguousarray(index[off : off + nby * nbx].reshape(nby, nbx))))
-    return head, blocks
+
+def _arith_blocks(head, index, grid_info, counts, grids):
+    coef = np.zeros((sum(counts), 64), np.int16)
+    status = jpeg_coder.decode_blocks(head.data, coef, index, grid_info, head.qtables)
+    if status:
+        raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
+    for grid in grids:
+        yield coef, grid
+
+
+def _brotli_blocks(data: bytes, counts: list[int], grids: list[np.ndarray]):
+    """Coder 1 (§6.4.4): the stream is decompressed block by block into one uint16 array of
+    mapped values per component (the first part), then its escapes are added in place;
+    only then is a component converted to coefficients, and its values dropped."""
+    what = "SUBJ JPEG coefficients"
+    values = [np.empty(64 * n, np.uint16) for n in counts]
+    first = 64 * sum(counts)
+    got, escapes, c, cursor, high = 0, None, 0, 0, -1
+    for block in brotli_blocks(data, 3 * first, what):
+        start = 0
+        if got < first:  # the first part: one byte per value, component after component
+            take = min(first - got, block.size)
+            _scatter(values, got, block[:take])
+            got, start = got + take, take
+        if got == first and escapes is None:
+            escapes = [int(np.count_nonzero(v == 255)) for v in values]
+        while start < block.size:
+            while c < len(values) and escapes[c] == 0:
+                c, cursor = c + 1, 0
+            if c == len(values):
+                raise OSError(f"PPAN {what}: bytes after the last escape")
+            start, cursor, high, escapes[c], status = jpeg_coder.add_escapes(
+                values[c], cursor, high, escapes[c], block, start)
+            if status:
+                raise OSError(f"PPAN {what}: a value out of range")
+    if got < first:
+        raise OSError(f"PPAN {what} are too short")
+    if escapes is None:
+        escapes = [int(np.count_nonzero(v == 255)) for v in values]
+    if any(escapes):
+        raise OSError(f"PPAN {what}: escapes missing")
+    base = 0
+    for c, grid in enumerate(grids):  # a component's own array: its block numbers from 0
+        coef = jpeg_coder.unmap_values(values[c], counts[c])
+        values[c] = None
+        yield coef, np.where(grid >= 0, grid - base, -1).astype(np.int32)
+        base += counts[c]
+
+
+def _scatter(values: list[np.ndarray], at: int, part: np.ndarray) -> None:
+    """Write ``part`` at offset ``at`` of the concatenation of ``values``."""
+    for v in values:
+        if at < v.size and part.size:
+            take = min(v.size - at, part.size)
+            v[at : at + take] = part[:take]
+            part = part[take:]
+        at = max(at - v.size, 0)
