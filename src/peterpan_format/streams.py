@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import brotli
-import numpy as np
 from PIL import Image
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, brotli.error)
@@ -27,6 +26,8 @@ def brotli_decompress(data: bytes, limit: int, what: str) -> bytes:
 def brotli_array(data: bytes, limit: int, what: str) -> np.ndarray:
     """brotli_decompress into a uint8 array that holds the output once: blocks are copied
     into a buffer of ``limit`` bytes, whose memory is touched only as far as it is written."""
+    import numpy as np  # not at import: the plugin opens files without NumPy
+
     out = np.empty(limit, np.uint8)
     total = 0
     for block in brotli_blocks(data, limit, what):
@@ -39,6 +40,8 @@ def brotli_blocks(data: bytes, limit: int, what: str):
     """The output of a whole Brotli stream as uint8 arrays of at most 32 KiB, in order;
     OSError as soon as the output passes ``limit``, or at the end if the stream is
     truncated or corrupt. Nothing is held beyond the block being yielded."""
+    import numpy as np
+
     decompressor = brotli.Decompressor()
     total = 0
     try:

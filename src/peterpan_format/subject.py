@@ -61,8 +61,10 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
         candidates += [(JPEG, kept)] if kept is not None else []
     if coding != "jpeg":
         wanted = AUTO if coding == "auto" else (CODINGS[coding],)
-        candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted]
-    best, data = min(candidates, key=lambda item: len(item[1]))
+        # the range coder stops once it is longer than coding 4's payload
+        limit = len(candidates[0][1]) if candidates else None
+        candidates += [_pixel_coding(c, crop, crop_mask, near, limit) for c in wanted]
+    best, data = min((item for item in candidates if item[1] is not None), key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
 
 
@@ -82,11 +84,16 @@ def _encode_jpeg(jpeg: bytes | None, pixels: np.ndarray, mask: np.ndarray, requi
         return None
 
 
-def _pixel_coding(coding: int, crop: np.ndarray, crop_mask: np.ndarray, near: int) -> tuple[int, bytes]:
-    if near:  # only the range coder has a maximum-error form (coding 5)
+def _pixel_coding(coding: int, crop: np.ndarray, crop_mask: np.ndarray, near: int,
+                  limit: int | None = None) -> tuple[int, bytes | None]:
+    """(coding, payload); the range coder's payload is None once longer than ``limit``."""
+    if near or coding == CM:  # only the range coder has a maximum-error form (coding 5)
         if coding != CM:
             raise ValueError("a maximum error needs subject_coding 'auto', 'cm' or 'jpeg'")
-        return NEAR, bytes([near]) + cm_encode(crop, crop_mask, near).tobytes()
+        data = cm_encode(crop, crop_mask, near, limit)
+        if data is None:
+            return coding, None
+        return (NEAR, bytes([near]) + data.tobytes()) if near else (CM, data.tobytes())
     return coding, _ENCODERS[coding](crop, crop_mask)
 
 
@@ -104,11 +111,7 @@ def _encode_med(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
     return brotli.compress(residuals.tobytes(), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
 
 
-def _encode_cm(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
-    return cm_encode(crop, crop_mask).tobytes()
-
-
-_ENCODERS = {WEBP: _encode_webp, MED: _encode_med, CM: _encode_cm}
+_ENCODERS = {WEBP: _encode_webp, MED: _encode_med}
 
 
 def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.ndarray | None]:

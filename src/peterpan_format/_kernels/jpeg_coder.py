@@ -168,6 +168,13 @@ for _d in range(-2047, 2048):
 STRETCH[_pi:] = 2047
 del _pi, _d, _v
 
+# The direct input of a zero flag, stretch(rem * 4096 // (positions left)), as tables: the
+# division was the coder's costliest instruction.
+DIRECT_INTERIOR = np.array([[STRETCH[min(r * 4096 // (49 - i), 4095)] for i in range(49)] for r in range(50)],
+                           np.int64)
+DIRECT_EDGE = np.array([[STRETCH[min(r * 4096 // (8 - t), 4095)] if t else 0 for t in range(8)] for r in range(8)],
+                       np.int64)
+
 # State vector of the range coder.
 _LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG, _MODE = 0, 1, 2, 3, 4, 5, 6, 7
 
@@ -438,7 +445,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                         c1 = OFF_IZ1 + (band * NZR_BUCKETS + nzb) * M_BUCKETS + mb
                         c2 = OFF_IZ2 + (i * NZR_BUCKETS + nzb) * I_BUCKETS + ib
                         c3 = OFF_IZ3 + (band * M_BUCKETS + mb) * I_BUCKETS + ib
-                        direct = STRETCH[(rem * 4096) // (49 - i)]
+                        direct = DIRECT_INTERIOR[rem, i]
                         if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_IZ + band, direct,
                                 1 if v != 0 else 0) == 0:
                             continue
@@ -505,7 +512,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             c1 = OFF_EZ1 + (pos * 7 + rem - 1) * P_BUCKETS + pb
                             c2 = OFF_EZ2 + pos * M_BUCKETS + mb
                             c3 = OFF_EZ3 + (pos * P_BUCKETS + pb) * I_BUCKETS + ib
-                            direct = STRETCH[(rem * 4096) // (8 - t)]
+                            direct = DIRECT_EDGE[rem, t]
                             if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_EZ + edge, direct,
                                     1 if v != 0 else 0) == 0:
                                 continue
