@@ -70,10 +70,6 @@ _PEAK = r"""
 import io, sys
 from PIL import Image
 import peterpan_format
-from peterpan_format import container
-from peterpan_format.subject import CM, JPEG
-
-from compare import timed  # benchmarks/compare.py (this folder is on the path)
 def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
 for warm in sys.argv[2:]:
@@ -123,8 +119,9 @@ def thumbnail(data: bytes) -> Image.Image:
 
 def peak_memory(path: Path, warm: list[Path]) -> float:
     """Peak resident memory of decoding ``path`` in a fresh process, / the output image."""
-    out = subprocess.run([sys.executable, "-c", _PEAK, str(path), *map(str, warm)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path), *map(str, warm)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"memory probe of {path} failed: {out.stderr[-2000:]}")
     peak, size = map(int, out.stdout.split())
     return peak / size
 
