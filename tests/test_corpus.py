@@ -66,7 +66,7 @@ def test_corpus_file(name):
             assert entry["message"] in str(caught.value)
         else:
             im.load()
-            assert im.size == (8, 6) and im.mode == "RGB"
+            assert list(im.size) == entry.get("declares", [8, 6])
             if entry["absent_info"]:
                 assert entry["absent_info"] not in im.info
                 assert any("skipping PPAN" in str(w.message) for w in caught_warnings + load_warnings)
@@ -200,7 +200,7 @@ def _chunks(data):
 # --- limits (spec §10) -----------------------------------------------------------------------
 
 
-def _run_isolated(code: str) -> dict:
+def _run_isolated(code: str, env: dict | None = None) -> dict:
     """Run ``code`` in a fresh interpreter; it prints a JSON object (with its peak RSS)."""
     prelude = textwrap.dedent("""
         import io, json, time
@@ -212,7 +212,7 @@ def _run_isolated(code: str) -> dict:
                 return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     """)
     result = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -280,6 +280,44 @@ def test_tiny_file_declaring_a_huge_mask_decompresses_only_up_to_the_limit():
     # the declared image is 16 MB: Pillow's image, the upsampled background and the runs
     # capped at 16 MB; not the 1 GiB the stream holds
     assert out["grew_mb"] < 160 and out["seconds"] < 10
+
+
+BOMBS = sorted(name for name in MANIFEST if "declares" in MANIFEST[name])
+
+
+def test_bombs_decode_within_four_images_and_three_mp_per_second():
+    """Issue 14: whatever the layers hold, decoding takes at most the memory the process had
+    before + 4 x the image (W x H x channels bytes) and 2 s + pixels / (3 MP/s) of CPU.
+    Each file is decoded once first (kernels loaded), then measured; a fixed mmap
+    threshold keeps glibc from holding freed buffers, which would hide growth."""
+    assert len(BOMBS) >= 6
+    out = _run_isolated("""
+        from PIL import Image
+        import peterpan_format
+        results = {}
+        def decode(path):
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    return im.width * im.height * len(im.getbands()), None
+            except OSError as exc:
+                return None, str(exc)
+        for path in %r:
+            decode(path)
+            reset_peak()
+            base = peak_mb()
+            cpu = time.process_time()
+            size, error = decode(path)
+            results[path] = {"grew_mb": peak_mb() - base, "cpu": time.process_time() - cpu, "error": error}
+        print(json.dumps(results))
+    """ % [str(CORPUS / name) for name in BOMBS], env={"MALLOC_MMAP_THRESHOLD_": "131072"})
+    for name in BOMBS:
+        got, entry = out[str(CORPUS / name)], MANIFEST[name]
+        width, height = entry["declares"]
+        image_mb = width * height * (4 if "rgba" in name else 3) / 2**20
+        assert (got["error"] is None) == (entry["at"] == "none"), (name, got["error"])
+        assert got["grew_mb"] <= 4 * image_mb, (name, got["grew_mb"], image_mb)
+        assert got["cpu"] <= 2 + width * height / 3e6, (name, got["cpu"])
 
 
 def test_brotli_output_is_capped_while_streaming(monkeypatch):

@@ -673,3 +673,15 @@ BOUNDS_SCRIPT = textwrap.dedent(
 
 def test_kernels_in_bounds_with_boundscheck(tmp_path):
     run_boundschecked(BOUNDS_SCRIPT, tmp_path)
+
+
+def test_limit_stops_the_encoder_only_past_it(rng):
+    """subject.encode gives the range coder coding 4's length as a limit: a stream longer
+    than the limit is dropped (None), one within it is the same stream as without."""
+    pixels = rng.integers(0, 256, (23, 31, 3), np.uint8)
+    mask = (rng.random((23, 31)) < 0.6).astype(np.uint8)
+    full = entropy.cm_encode(pixels, mask)
+    assert entropy.cm_encode(pixels, mask, limit=full.size - 1) is None
+    assert entropy.cm_encode(pixels, mask, limit=10) is None
+    assert np.array_equal(entropy.cm_encode(pixels, mask, limit=full.size), full)
+    assert np.array_equal(entropy.cm_encode(pixels, mask, 2, limit=1 << 20), entropy.cm_encode(pixels, mask, 2))

@@ -504,3 +504,17 @@ def test_spec_reader_agrees(kind, params):
             payload = encode_jpeg_subject(data, mask, coder=coder, verify=False)
             ours = np.where(inside, decode_jpeg_subject(payload, mask), 0)
             assert np.array_equal(spec_decode(payload, mask), ours)
+
+
+def test_auto_coder_is_the_smaller_of_both():
+    """The Brotli estimate (quality 1) only skips quality 11 where it loses: "auto" is as
+    small as the smaller of the coders on crafted JPEGs and masks of every size."""
+    rng = np.random.default_rng(11)
+    for w, h, sampling in [(45, 38, [(2, 2), (1, 1), (1, 1)]), (120, 90, [(1, 1), (1, 1), (1, 1)]),
+                           (200, 160, [(2, 1), (1, 1), (1, 1)])]:
+        img = read_jpeg(crafted_jpeg(w, h, sampling))
+        for mask in random_masks(rng, h, w)[:3]:
+            if not mask.any():
+                continue
+            sizes = [len(jpayload.build(img, mask, coder)) for coder in ("auto", "brotli", "arith")]
+            assert sizes[0] == min(sizes[1:])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from peterpan_format._kernels import blend, predict, resample, rle
+from peterpan_format.masking import box_of
 
 SPEC = Path(__file__).resolve().parents[1] / "spec" / "FORMAT.md"
 RNG_SEED = 20240611
@@ -460,6 +461,16 @@ def composite(rng, h, w, channels, kind):
     return np.ascontiguousarray(out), up, mask
 
 
+def composed(out, up, mask, radius, scale=1):
+    """paste then feather, as the decoder does: ``up`` is U = B at scale 1."""
+    x0, y0, w, h = box_of(mask)
+    image = up.copy()
+    blend.paste(image, out[y0 : y0 + h, x0 : x0 + w], (x0, y0, w, h), mask)
+    work = mask.copy()
+    assert blend.feather(image, work, (x0, y0, w, h), radius, up, scale) is None
+    return image
+
+
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 6, 40])
 @pytest.mark.parametrize("kind", MASK_KINDS + ["dot"])
 def test_feather_matches_reference(rng, radius, kind):
@@ -472,10 +483,29 @@ def test_feather_matches_reference(rng, radius, kind):
         else:
             out, up, mask = composite(rng, h, w, channels, kind)
         expected = ref_feather(out, up, mask, radius)
-        before = out.copy()
-        assert blend.feather(out, up, mask, radius) is None
-        assert np.array_equal(out, expected)
-        assert np.array_equal(out[mask != 0], before[mask != 0])
+        image = composed(out, up, mask, radius)
+        assert np.array_equal(image, expected)
+        assert np.array_equal(image[mask != 0], out[mask != 0])
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_feather_computes_the_upsampled_background_under_the_subject(rng, scale):
+    """With s > 1 the feather reads U at subject pixels from B (upsampled_at), not the image."""
+    h, w = 37, 29
+    small = rng.integers(0, 256, (-(-h // scale), -(-w // scale), 3), np.uint8)
+    up = resample.bicubic_upsample(small, scale, w, h)
+    mask = (rng.random((h, w)) < 0.3).astype(np.uint8)
+    out = up.copy()
+    out[mask != 0] = rng.integers(0, 256, (int(mask.sum()), 3))
+    x0, y0, bw, bh = box_of(mask)
+    image = up.copy()
+    blend.paste(image, out[y0 : y0 + bh, x0 : x0 + bw], (x0, y0, bw, bh), mask)
+    blend.feather(image, mask.copy(), (x0, y0, bw, bh), 3, small, scale)
+    assert np.array_equal(image, ref_feather(out, up, mask, 3))
+    ys, xs = np.mgrid[0:h, 0:w]
+    at = [resample.upsampled_at(small, scale, *resample.bicubic_weights(scale), x, y, c)
+          for y, x, c in zip(ys.ravel()[::7], xs.ravel()[::7], np.arange(ys.size)[::7] % 3)]
+    assert at == [up[y, x, c] for y, x, c in zip(ys.ravel()[::7], xs.ravel()[::7], np.arange(ys.size)[::7] % 3)]
 
 
 def test_feather_changes_background_near_subject():
@@ -485,28 +515,35 @@ def test_feather_changes_background_near_subject():
     out = up.copy()
     out[:, :3] = 200  # e = 100 at the border
     expected = ref_feather(out, up, mask, 2)
-    blend.feather(out, up, mask, 2)  # R = 9: D = 3, 6 get w = 6, 3
-    assert out[0, :, 0].tolist() == [200] * 3 + [167, 133] + [100] * 7
-    assert np.array_equal(out, expected)
+    image = composed(out, up, mask, 2)  # R = 9: D = 3, 6 get w = 6, 3
+    assert image[0, :, 0].tolist() == [200] * 3 + [167, 133] + [100] * 7
+    assert np.array_equal(image, expected)
 
 
 def test_feather_rounding_of_negative_differences():
     up = np.full((1, 3, 1), 100, np.uint8)
     mask = np.array([[1, 0, 0]], np.uint8)
     out = np.array([[[99], [100], [100]]], np.uint8)  # e = -1
-    blend.feather(out, up, mask, 1)  # R = 6, D = 3: floor((2*-1*3 + 6) / 12) = 0
-    assert out[0, :, 0].tolist() == [99, 100, 100]
+    image = composed(out, up, mask, 1)  # R = 6, D = 3: floor((2*-1*3 + 6) / 12) = 0
+    assert image[0, :, 0].tolist() == [99, 100, 100]
     out = np.array([[[90], [100], [100]]], np.uint8)  # e = -10: floor(-54 / 12) = -5
-    blend.feather(out, up, mask, 1)
-    assert out[0, :, 0].tolist() == [90, 95, 100]
+    image = composed(out, up, mask, 1)
+    assert image[0, :, 0].tolist() == [90, 95, 100]
 
 
 def test_feather_rejects_bad_arguments():
     out = np.zeros((3, 3, 3), np.uint8)
+    mask = np.zeros((3, 3), np.uint8)
     with pytest.raises(ValueError):
-        blend.feather(out, out.copy(), np.zeros((3, 3), np.uint8), blend.MAX_RADIUS + 1)
+        blend.feather(out, mask, (0, 0, 1, 1), blend.MAX_RADIUS + 1, out, 1)
     with pytest.raises(ValueError):
-        blend.feather(out[:, ::2], out[:, ::2].copy(), np.zeros((3, 2), np.uint8), 1)
+        blend.feather(out[:, ::2], mask[:, ::2], (0, 0, 1, 1), 1, out[:, ::2], 1)
+    with pytest.raises(ValueError):  # the mask is overwritten: a read-only one is refused
+        blend.feather(out, np.broadcast_to(mask, (3, 3)), (0, 0, 1, 1), 1, out, 1)
+    with pytest.raises(ValueError):
+        blend.feather(out, mask, (0, 0, 1, 1), 1, out[:2], 2)
+    with pytest.raises(ValueError):
+        blend.paste(out, np.zeros((2, 2, 3), np.uint8), (2, 2, 2, 2), mask)
 
 
 # ---------------------------------------------------------------- predict

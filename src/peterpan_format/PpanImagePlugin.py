@@ -132,7 +132,7 @@ class PpanDecoder(ImageFile.PyDecoder):
 
         self._finished = True
         pixels = codec.decode(self.header, self._layers.layers, self.reduced)
-        self.set_as_raw(pixels.tobytes(), self.mode)
+        self.set_as_raw(pixels, self.mode)  # the array itself: no copy of the image
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

@@ -14,14 +14,14 @@ import numpy as np
 from PIL import Image
 
 from . import subject
-from ._kernels.blend import feather
+from ._kernels.blend import feather, paste
 from ._kernels.resample import area_downsample, bicubic_upsample
 from ._kernels.mask_coder import MASK_CODER_ERRORS, decode_mask_box, encode_mask_box
 from ._kernels.rle import MASK_ERRORS, decode_mask
 from .container import BGND, MASK, MAX_DIMENSION, SUBJ, Header, pack_file
 from .masking import box_of
 from .options import EncodeOptions
-from .streams import brotli_decompress, decode_embedded_webp
+from .streams import brotli_array, decode_embedded_webp
 from .subject import WEBP_MAX_SIDE
 
 _BACKGROUND_PREFIX = struct.Struct(">BII")
@@ -55,7 +55,9 @@ def decode(header: Header, layers: dict[bytes, bytes], reduced: bool = False) ->
     """The image (H, W, C) from the layers; only the background (bh, bw, C) if ``reduced``.
 
     Layers that are missing (a truncated file) are left out: no BGND gives a black
-    (transparent) background, no MASK or SUBJ gives the background alone.
+    (transparent) background, no MASK or SUBJ gives the background alone. The subject is
+    decoded before the image is allocated and every step works in place, so that the
+    memory held stays within a few times the image (spec §10).
     """
     if BGND in layers:
         background = decode_background(layers[BGND], header)
@@ -63,18 +65,15 @@ def decode(header: Header, layers: dict[bytes, bytes], reduced: bool = False) ->
         background = np.zeros((*header.background_size[::-1], header.channels), np.uint8)
     if reduced:
         return background
-    upsampled = bicubic_upsample(background, header.scale, header.width, header.height)
     if MASK not in layers or SUBJ not in layers:
-        return upsampled
+        return bicubic_upsample(background, header.scale, header.width, header.height)
     mask = decode_mask_layer(layers[MASK], header)
     box, values = subject.decode(layers[SUBJ], mask, header.channels)
-    if values is None:
-        return upsampled
-    image = upsampled.copy()
-    x0, y0, w, h = box
-    region, inside = image[y0 : y0 + h, x0 : x0 + w], mask[y0 : y0 + h, x0 : x0 + w] != 0
-    region[inside] = values[inside]
-    feather(image, upsampled, mask, header.feather)
+    image = bicubic_upsample(background, header.scale, header.width, header.height)
+    if values is not None:
+        paste(image, values, box, mask)
+        del values
+        feather(image, mask, box, header.feather, background, header.scale)
     return image
 
 
@@ -119,8 +118,8 @@ def decode_mask_layer(payload: bytes, header: Header) -> np.ndarray:
     """The mask (H, W) of 0/1 from a MASK payload (coding 1 or 2)."""
     if payload[:1] == bytes([MASK_ROW_RUNS]):
         limit = header.height * (header.width + 1)
-        runs = brotli_decompress(payload[1:], limit, "MASK runs")
-        mask, status = decode_mask(np.frombuffer(runs, np.uint8), header.width, header.height)
+        runs = brotli_array(payload[1:], limit, "MASK runs")
+        mask, status = decode_mask(runs, header.width, header.height)
         if status:
             raise OSError(f"PPAN MASK: {MASK_ERRORS[status]}")
         return mask

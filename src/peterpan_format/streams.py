@@ -20,15 +20,38 @@ def brotli_decompress(data: bytes, limit: int, what: str) -> bytes:
 
     At most ``limit`` + 32 KiB is ever decompressed.
     """
+    return brotli_array(data, limit, what).tobytes()
+
+
+def brotli_array(data: bytes, limit: int, what: str) -> np.ndarray:
+    """brotli_decompress into a uint8 array that holds the output once: blocks are copied
+    into a buffer of ``limit`` bytes, whose memory is touched only as far as it is written."""
+    import numpy as np  # not at import: the plugin opens files without NumPy
+
+    out = np.empty(limit, np.uint8)
+    total = 0
+    for block in brotli_blocks(data, limit, what):
+        out[total : total + block.size] = block
+        total += block.size
+    return out[:total]
+
+
+def brotli_blocks(data: bytes, limit: int, what: str):
+    """The output of a whole Brotli stream as uint8 arrays of at most 32 KiB, in order;
+    OSError as soon as the output passes ``limit``, or at the end if the stream is
+    truncated or corrupt. Nothing is held beyond the block being yielded."""
+    import numpy as np
+
     decompressor = brotli.Decompressor()
-    parts, total = [], 0
+    total = 0
     try:
         block = decompressor.process(data, output_buffer_limit=_BROTLI_STEP)
         while True:
-            parts.append(block)
             total += len(block)
             if total > limit:
                 raise OSError(f"PPAN {what} decompress to more than {limit} bytes")
+            if block:
+                yield np.frombuffer(block, np.uint8)
             # No output means no output pending: the stream ended or wants more input.
             # (can_accept_more_data() is no guide: it is true once all input is buffered.)
             if not block or decompressor.is_finished():
@@ -38,7 +61,6 @@ def brotli_decompress(data: bytes, limit: int, what: str) -> bytes:
         raise OSError(f"PPAN {what}: corrupt Brotli stream") from exc
     if not decompressor.is_finished():
         raise OSError(f"PPAN {what}: truncated Brotli stream")
-    return b"".join(parts)
 
 
 def webp_canvas_size(data: bytes) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ from PIL import Image
 from ._kernels.entropy import CM_ERRORS, NEAR_MAX, cm_decode, cm_encode
 from ._kernels.predict import med_decode, med_encode
 from .masking import box_of
-from .streams import brotli_decompress, decode_embedded_webp
+from .streams import brotli_array, decode_embedded_webp
 
 NONE, WEBP, MED, CM, JPEG, NEAR = 0, 1, 2, 3, 4, 5
 #: the codings a caller can ask for (subject_coding); "cm" writes coding 5 when an error is allowed
@@ -67,8 +67,10 @@ def encode(pixels: np.ndarray, mask: np.ndarray, coding: str = "auto", jpeg: byt
         candidates.append((JPEG, encode_dct_subject(pixels, mask, quality)))
     elif coding != "jpeg":
         wanted = AUTO if coding == "auto" else (CODINGS[coding],)
-        candidates += [_pixel_coding(c, crop, crop_mask, near) for c in wanted]
-    best, data = min(candidates, key=lambda item: len(item[1]))
+        # the range coder stops once it is longer than coding 4's payload
+        limit = len(candidates[0][1]) if candidates else None
+        candidates += [_pixel_coding(c, crop, crop_mask, near, limit) for c in wanted]
+    best, data = min((item for item in candidates if item[1] is not None), key=lambda item: len(item[1]))
     return _PREFIX.pack(best, *box) + data
 
 
@@ -88,11 +90,16 @@ def _encode_jpeg(jpeg: bytes | None, pixels: np.ndarray, mask: np.ndarray, requi
         return None
 
 
-def _pixel_coding(coding: int, crop: np.ndarray, crop_mask: np.ndarray, near: int) -> tuple[int, bytes]:
-    if near:  # only the range coder has a maximum-error form (coding 5)
+def _pixel_coding(coding: int, crop: np.ndarray, crop_mask: np.ndarray, near: int,
+                  limit: int | None = None) -> tuple[int, bytes | None]:
+    """(coding, payload); the range coder's payload is None once longer than ``limit``."""
+    if near or coding == CM:  # only the range coder has a maximum-error form (coding 5)
         if coding != CM:
             raise ValueError("a maximum error needs subject_coding 'auto', 'cm' or 'jpeg'")
-        return NEAR, bytes([near]) + cm_encode(crop, crop_mask, near).tobytes()
+        data = cm_encode(crop, crop_mask, near, limit)
+        if data is None:
+            return coding, None
+        return (NEAR, bytes([near]) + data.tobytes()) if near else (CM, data.tobytes())
     return coding, _ENCODERS[coding](crop, crop_mask)
 
 
@@ -110,11 +117,7 @@ def _encode_med(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
     return brotli.compress(residuals.tobytes(), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
 
 
-def _encode_cm(crop: np.ndarray, crop_mask: np.ndarray) -> bytes:
-    return cm_encode(crop, crop_mask).tobytes()
-
-
-_ENCODERS = {WEBP: _encode_webp, MED: _encode_med, CM: _encode_cm}
+_ENCODERS = {WEBP: _encode_webp, MED: _encode_med}
 
 
 def decode(payload: bytes, mask: np.ndarray, channels: int) -> tuple[tuple, np.ndarray | None]:
@@ -158,10 +161,10 @@ def _decode_webp(data: bytes, box: tuple, channels: int) -> np.ndarray:
 
 def _decode_med(data: bytes, crop_mask: np.ndarray, channels: int) -> np.ndarray:
     expected = channels * int(np.count_nonzero(crop_mask))
-    residuals = brotli_decompress(data, expected, "SUBJ residuals")
+    residuals = brotli_array(data, expected, "SUBJ residuals")
     if len(residuals) != expected:
         raise OSError(f"PPAN SUBJ residuals are {len(residuals)} bytes, expected {expected}")
-    values, status = med_decode(np.frombuffer(residuals, np.uint8), crop_mask, channels)
+    values, status = med_decode(residuals, crop_mask, channels)
     if status:
         raise OSError("PPAN SUBJ residuals do not match the mask")
     return values

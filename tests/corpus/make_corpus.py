@@ -383,6 +383,53 @@ FINDINGS = {
 }
 
 
+# --- decompression bombs (issue 14): tiny files that declare a big image --------------------
+
+BOMB_SIZE = (2048, 1536)  # the corpus's; fuzz/bombs.py builds the same at full size
+
+
+def bombs(width: int = BOMB_SIZE[0], height: int = BOMB_SIZE[1]):
+    """(name, data, at, error, message, what it tests): files of a few hundred bytes whose
+    layers describe a whole width x height image. Each must decode (or fail) within the
+    memory and time of spec §10 (tests/test_corpus.py measures them)."""
+    scale = 8
+
+    def layers(channels: int, mask_full: bool, subj: bytes) -> bytes:
+        bw, bh = -(-width // scale), -(-height // scale)
+        pix = np.full((bh, bw, 4 if channels == 4 else 3), 90, np.uint8)
+        background = bgnd_prefix(bw, bh) + webp(pix, lossless=True)
+        row = varints([0, width] if mask_full else [width])
+        mask = b"\x01" + brotli.compress(row * height, quality=5)
+        return build([(b"HEAD", head(width, height, channels, scale, 2)), (b"BGND", background),
+                      (b"MASK", mask), (b"SUBJ", subj), (b"DONE", b"")])
+
+    box = (0, 0, width, height)
+    nblocks = 3 * -(-width // 8) * -(-height // 8)
+    jpeg_head = struct.pack(">HHBB", width, height, 1, 3) + bytes([0x11, 0] * 3) + b"\x01\x02\x5a"
+
+    def zeros(n: int, *more: tuple[int, int]) -> bytes:
+        compressor = brotli.Compressor(quality=5)
+        out = [compressor.process(bytes([0]) * n)]
+        out += [compressor.process(bytes([value]) * count) for value, count in more]
+        return b"".join(out) + compressor.finish()
+
+    yield from [
+        ("bomb-jpeg-brotli-zeros", layers(3, True, subj_prefix(4, box) + b"\x01" + jpeg_head + zeros(64 * nblocks)),
+         "none", "", "", "coding 4, coder 1: every block stored, all zero (issue 14: 41x the image)"),
+        ("bomb-jpeg-brotli-escapes", layers(3, True, subj_prefix(4, box) + b"\x01" + jpeg_head
+                                            + zeros(0, (255, 64 * nblocks), (0, 128 * nblocks))),
+         "none", "", "", "coding 4, coder 1: every value escaped, 3 x 64 N bytes decompressed"),
+        ("bomb-jpeg-arith-short", layers(3, True, subj_prefix(4, box) + b"\x02" + jpeg_head + b"\0" * 64),
+         "load", "OSError", "JPEG coefficients", "coding 4, coder 2: 64 bytes for every block, rejected where they fail"),
+        ("bomb-cm-empty", layers(3, True, subj_prefix(3, box)), "load", "OSError", "ends before",
+         "coding 3: an empty stream over the whole box, rejected at its first pixel"),
+        ("bomb-med-zeros-rgba", layers(4, True, subj_prefix(2, box) + zeros(4 * width * height)), "none", "", "",
+         "coding 2: the whole RGBA box predicted from zero residuals (issue 14: 5.9 GB at 13000 x 13000)"),
+        ("bomb-empty-mask-rgba", layers(4, False, subj_prefix(0, (0, 0, 0, 0))), "none", "", "",
+         "coding 0: the upsampled background alone (issue 14: 2.1 GB at 13000 x 13000)"),
+    ]
+
+
 # Findings not fixed yet (in code this corpus's owners may not change): name -> reason.
 # test_corpus.py marks them xfail(strict=True), so a fix shows up as an unexpected pass.
 XFAIL: dict[str, str] = {}
@@ -400,13 +447,15 @@ def main() -> None:
     for old in HERE.glob("*.ppan"):
         old.unlink()
     found = ((name, bytes.fromhex(h), *rest) for name, (h, *rest) in FINDINGS.items())
-    for name, data, at, error, message, breaks in (*malformed(), *found):
+    for name, data, at, error, message, breaks in (*malformed(), *found, *bombs()):
         assert name not in manifest, name
         (HERE / f"{name}.ppan").write_bytes(data)
         if at == "none":
             manifest[f"{name}.ppan"] = {"breaks": breaks, "at": at, "absent_info": message}
         else:
             manifest[f"{name}.ppan"] = {"breaks": breaks, "at": at, "error": error, "message": message}
+        if name.startswith("bomb-"):
+            manifest[f"{name}.ppan"]["declares"] = list(BOMB_SIZE)
     for name, reason in XFAIL.items():
         manifest[f"{name}.ppan"]["xfail"] = reason
     (HERE / "valid.ppan").write_bytes(build(encode()))

@@ -1,6 +1,11 @@
-"""Feathering of the background next to the subject (spec §8.3).
+"""Compositing (spec §8.2) and feathering of the background next to the subject (§8.3).
 
-The kernel gives exactly the spec's result while doing less work:
+Both work in place on the upsampled background U, so that the decoder holds no second
+full-size image: ``paste`` writes the subject values into it, then ``feather`` pulls the
+background near the subject towards them, computing U at a subject pixel (overwritten
+by the paste) from the background layer B itself (``resample.upsampled_at``). The
+feathering keeps its distances in the mask (which it overwrites) and gives exactly the
+spec's result while doing less work:
 
 - Only the subject box grown by F pixels (clipped to the image) is processed. A chamfer
   step costs at least 3 and moves at most one pixel each way, so D(p) >= 3 * (Chebyshev
@@ -18,42 +23,36 @@ import numba
 import numpy as np
 
 from . import as_u8
+from .resample import bicubic_weights, upsampled_at
 
 MAX_RADIUS = 64  # keeps R + 4 within uint8 distances and offsets within int8
 
 
 @numba.njit(cache=True, nogil=True)
-def _feather(out, up, mask, radius):
-    """In place: pull background pixels of ``out`` within the radius towards the subject."""
+def _paste(out, values, bx0, by0, mask):
+    for y in range(values.shape[0]):
+        for x in range(values.shape[1]):
+            if mask[by0 + y, bx0 + x]:
+                for c in range(out.shape[2]):
+                    out[by0 + y, bx0 + x, c] = values[y, x, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _feather(out, mask, x0, y0, x1, y1, radius, small, s, offsets, weights):
+    """In place: pull background pixels of ``out`` (= U there) within the radius towards
+    the subject pixels (already pasted), all inside the box x0..x1 x y0..y1."""
     height, width, channels = out.shape
-    y0, y1, x0, x1 = height, -1, width, -1
-    for y in range(height):
-        row = mask[y]
-        a = 0
-        while a < width and row[a] == 0:
-            a += 1
-        if a == width:
-            continue
-        b = width - 1
-        while row[b] == 0:
-            b -= 1
-        y0 = min(y0, y)
-        y1 = y
-        x0 = min(x0, a)
-        x1 = max(x1, b)
-    if y1 < 0:
-        return
     wy = max(y0 - radius, 0)
     wx = max(x0 - radius, 0)
     h = min(y1 + radius + 1, height) - wy
     w = min(x1 + radius + 1, width) - wx
     big_r = 3 * (radius + 1)
-    dist = np.empty((h, w), np.uint8)
+    dist = mask[wy : wy + h, wx : wx + w]
     sy = np.zeros((h, w), np.int8)
     sx = np.zeros((h, w), np.int8)
     for y in range(h):
         for x in range(w):
-            dist[y, x] = 0 if mask[wy + y, wx + x] else big_r
+            dist[y, x] = 0 if dist[y, x] else big_r
     for y in range(h):
         for x in range(w):
             best = np.int64(dist[y, x])
@@ -105,32 +104,51 @@ def _feather(out, up, mask, radius):
             qy, qx = py + by, px + bx
             wgt = big_r - best
             for c in range(channels):
-                e = np.int64(out[qy, qx, c]) - np.int64(up[qy, qx, c])
-                v = np.int64(up[py, px, c]) + (2 * e * wgt + big_r) // (2 * big_r)
+                e = np.int64(out[qy, qx, c]) - upsampled_at(small, s, offsets, weights, qx, qy, c)
+                v = np.int64(out[py, px, c]) + (2 * e * wgt + big_r) // (2 * big_r)
                 out[py, px, c] = min(max(v, 0), 255)
 
 
-def feather(out, up, mask, radius: int) -> None:
-    """Feather ``out`` (uint8[H, W, C], the composite) in place as in spec §8.3.
+def _image(out) -> None:
+    if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.ndim == 3 and out.flags.c_contiguous
+            and out.flags.writeable):
+        raise ValueError("out must be a writeable C-contiguous uint8[H, W, C] array")
 
-    ``up`` is the upsampled background U, ``mask`` the uint8[H, W] mask (nonzero =
-    subject) and ``radius`` the feather radius F (0 .. MAX_RADIUS; 0 does nothing).
-    Subject pixels never change.
+
+def paste(out, values, box, mask) -> None:
+    """§8.2 in place: the subject values (uint8[h, w, C], the box (x0, y0, w, h)) go into
+    ``out`` (uint8[H, W, C]) where the uint8[H, W] ``mask`` is nonzero within the box."""
+    _image(out)
+    values = as_u8(values, 3, "values")
+    mask = as_u8(mask, 2, "mask")
+    x0, y0, w, h = (int(v) for v in box)
+    if mask.shape != out.shape[:2] or values.shape != (h, w, out.shape[2]):
+        raise ValueError("mask must match out, and values the box and out's channels")
+    if x0 < 0 or y0 < 0 or x0 + w > out.shape[1] or y0 + h > out.shape[0]:
+        raise ValueError("box must lie in the image")
+    _paste(out, values, x0, y0, mask)
+
+
+def feather(out, mask, box, radius: int, small, scale: int) -> None:
+    """§8.3 in place on ``out`` (uint8[H, W, C]): U at background pixels, the subject pasted.
+
+    ``mask`` (uint8[H, W], nonzero = subject, every subject pixel inside ``box`` =
+    (x0, y0, w, h)) is overwritten with distances; ``radius`` is F (0 .. MAX_RADIUS; 0
+    does nothing); ``small`` (uint8[bh, bw, C]) and ``scale`` are the background B and s,
+    from which U is computed at subject pixels.
     """
     radius = int(radius)
     if not 0 <= radius <= MAX_RADIUS:
         raise ValueError(f"radius must be in 0..{MAX_RADIUS}")
-    if not (
-        isinstance(out, np.ndarray)
-        and out.dtype == np.uint8
-        and out.ndim == 3
-        and out.flags.c_contiguous
-        and out.flags.writeable
-    ):
-        raise ValueError("out must be a writeable C-contiguous uint8[H, W, C] array")
-    up = as_u8(up, 3, "up")
-    mask = as_u8(mask, 2, "mask")
-    if up.shape != out.shape or mask.shape != out.shape[:2]:
-        raise ValueError("out, up and mask must have the same height and width")
-    if radius:
-        _feather(out, up, mask, radius)
+    _image(out)
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.uint8 and mask.shape == out.shape[:2]
+            and mask.flags.c_contiguous and mask.flags.writeable):
+        raise ValueError("mask must be a writeable C-contiguous uint8[H, W] array of out's size")
+    small = as_u8(small, 3, "small")
+    x0, y0, w, h = (int(v) for v in box)
+    scale = int(scale)
+    if small.shape != (-(-out.shape[0] // scale), -(-out.shape[1] // scale), out.shape[2]):
+        raise ValueError("small must be the background of out at this scale")
+    if radius and w and h:
+        offsets, weights = bicubic_weights(scale)
+        _feather(out, mask, x0, y0, x0 + w - 1, y0 + h - 1, radius, small, scale, offsets, weights)

@@ -57,6 +57,7 @@ PLANE_SIGNS = 81
 #: which is exact there (tests/test_entropy.py checks every case)
 DIV_SHIFT = 20
 DIV_MAX = 3 * 510
+NO_LIMIT = 1 << 62
 
 
 @numba.njit(cache=True, nogil=True)
@@ -260,6 +261,8 @@ def _decode_box(data, mask, channels, near):
                         e = (m ^ -neg) + neg
                 V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
                 E[p, r, X] = e
+            if pos > size:  # a byte past the end was needed: stop now (§6.3)
+                return out, ERR_TRUNCATED
             if channels == 1:
                 out[y, X - 1, 0] = V[0, r, X]
             else:
@@ -357,14 +360,14 @@ def _grow(out, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cm_encode(pixels, mask, near):
+def _cm_encode(pixels, mask, near, limit):
     if near == 0:  # as in _cm_decode
-        return _encode_box(pixels, mask, 0)
-    return _encode_box(pixels, mask, near)
+        return _encode_box(pixels, mask, 0, limit)
+    return _encode_box(pixels, mask, near, limit)
 
 
 @numba.njit(inline="always")
-def _encode_box(pixels, mask, near):
+def _encode_box(pixels, mask, near, limit):
     h, w, channels = pixels.shape
     step = 2 * near + 1
     div = _div_mul(step)
@@ -430,6 +433,8 @@ def _encode_box(pixels, mask, near):
         # bytes (cache size) are written at the latest with them
         out = _grow(out, st[4] + st[3] + 2 * nd + 16)
         _rc_encode(dec, nd, out, st)
+        if st[4] > limit + 1:  # already longer than the caller can use
+            return out[:0].copy()
     out = _grow(out, st[4] + st[3] + 8)
     _rc_flush(out, st)
     return out[1 : st[4]].copy()
@@ -441,15 +446,18 @@ def _check_near(near) -> int:
     return int(near)
 
 
-def cm_encode(pixels, mask, near: int = 0):
+def cm_encode(pixels, mask, near: int = 0, limit: int | None = None):
     """The range-coded stream (uint8) of a box crop uint8[h, w, C] (C = 1, 3, 4).
 
     ``mask`` is the uint8[h, w] mask crop (nonzero = subject). ``near`` = 0 gives SUBJ
     coding 3 (lossless); ``near`` = N in 1 … 31 gives the stream of SUBJ coding 5 (without
     its leading byte N), whose decoded subject pixels are within N of ``pixels`` in every
-    channel.
+    channel. With a ``limit``, coding stops as soon as the stream is longer than ``limit``
+    bytes, and None is returned (the caller has a smaller coding).
     """
-    return _cm_encode(*as_box(pixels, mask), _check_near(near))
+    cap = NO_LIMIT if limit is None else int(limit)
+    out = _cm_encode(*as_box(pixels, mask), _check_near(near), np.int64(cap))
+    return None if out.size == 0 or out.size > cap else out  # a finished stream has >= 4 bytes
 
 
 def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int]:
@@ -459,7 +467,8 @@ def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int
     Status 0 means success; a negative status is a key of ``CM_ERRORS`` (``near`` outside
     0 … 31 is ERR_NEAR). Values at background pixels of the box are the predictions of §6.3
     (coding 5: reconstructed with a zero residual). Any input bytes are safe: the work is
-    bounded by channels x h x w values and nothing past ``data`` is read.
+    bounded by channels x h x w values, nothing past ``data`` is read, and decoding stops
+    at the pixel that needs a byte the stream does not have.
     """
     near = int(near) if 0 <= near <= NEAR_MAX else -1
     out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels), near)

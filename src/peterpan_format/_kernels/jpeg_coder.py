@@ -1,4 +1,5 @@
-"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/FORMAT.md §6.4.5).
+"""Context-modelling binary arithmetic coding of JPEG coefficient blocks (spec/FORMAT.md §6.4.5),
+and the value mapping of coder 1 (§6.4.4: ``add_escapes``, ``unmap_values``).
 
 One kernel, ``_code_blocks``, both encodes (mode 0) and decodes (mode 1): every binary
 decision goes through ``_code_p``, which codes the given bit or returns the decoded one,
@@ -166,6 +167,13 @@ for _d in range(-2047, 2048):
     _pi = max(_pi, _v + 1)
 STRETCH[_pi:] = 2047
 del _pi, _d, _v
+
+# The direct input of a zero flag, stretch(rem * 4096 // (positions left)), as tables: the
+# division was the coder's costliest instruction.
+DIRECT_INTERIOR = np.array([[STRETCH[min(r * 4096 // (49 - i), 4095)] for i in range(49)] for r in range(50)],
+                           np.int64)
+DIRECT_EDGE = np.array([[STRETCH[min(r * 4096 // (8 - t), 4095)] if t else 0 for t in range(8)] for r in range(8)],
+                       np.int64)
 
 # State vector of the range coder.
 _LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG, _MODE = 0, 1, 2, 3, 4, 5, 6, 7
@@ -437,7 +445,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                         c1 = OFF_IZ1 + (band * NZR_BUCKETS + nzb) * M_BUCKETS + mb
                         c2 = OFF_IZ2 + (i * NZR_BUCKETS + nzb) * I_BUCKETS + ib
                         c3 = OFF_IZ3 + (band * M_BUCKETS + mb) * I_BUCKETS + ib
-                        direct = STRETCH[(rem * 4096) // (49 - i)]
+                        direct = DIRECT_INTERIOR[rem, i]
                         if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_IZ + band, direct,
                                 1 if v != 0 else 0) == 0:
                             continue
@@ -504,7 +512,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             c1 = OFF_EZ1 + (pos * 7 + rem - 1) * P_BUCKETS + pb
                             c2 = OFF_EZ2 + pos * M_BUCKETS + mb
                             c3 = OFF_EZ3 + (pos * P_BUCKETS + pb) * I_BUCKETS + ib
-                            direct = STRETCH[(rem * 4096) // (8 - t)]
+                            direct = DIRECT_EDGE[rem, t]
                             if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_EZ + edge, direct,
                                     1 if v != 0 else 0) == 0:
                                 continue
@@ -651,3 +659,59 @@ def decode_blocks(data, coef, index, comps, qtables) -> int:
     if status == OK and st[_POS] != buf.shape[0]:
         return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
     return status
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_escapes(values, cursor, high, need, data, start):
+    i = start
+    while i < data.shape[0] and need > 0:
+        b = np.int64(data[i])
+        i += 1
+        if high < 0:
+            high = b
+            continue
+        while cursor < values.shape[0] and values[cursor] != 255:
+            cursor += 1
+        if cursor == values.shape[0]:  # fewer values 255 than ``need``
+            return i, cursor, high, need, 2
+        v = 255 + (high << 8) + b
+        high = -1
+        if v > 65535:  # |V| > 32768: no int16 coefficient
+            return i, cursor, high, need, 1
+        values[cursor] = v
+        cursor += 1
+        need -= 1
+    return i, cursor, high, need, 0
+
+
+def add_escapes(values, cursor: int, high: int, need: int, data, start: int):
+    """Coder 1's escapes (§6.4.4): read big-endian u16 from ``data[start:]`` and add each,
+    in order, to the next value 255 of ``values`` (uint16) from ``cursor`` on, until
+    ``need`` are added; ``high`` is a first byte carried over from the previous data (-1:
+    none). Returns (next start, cursor, high, need, status): status 1 if a value passes
+    65535 (a coefficient outside int16), 2 if fewer than ``need`` values 255 are left."""
+    out = _add_escapes(values, np.int64(cursor), np.int64(high), np.int64(need), data, np.int64(start))
+    return tuple(int(v) for v in out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _unmap_values(values, n):
+    coef = np.empty((n, 64), np.int16)
+    for k in range(64):
+        z = ZIGZAG[k]
+        for j in range(n):
+            m = np.int64(values[k * n + j])
+            coef[j, z] = (m >> 1) if (m & 1) == 0 else -((m + 1) >> 1)
+    dc = np.int64(0)
+    for j in range(n):  # DC differences: cumulative sums, wrapped to int16
+        dc = ((dc + coef[j, 0] + 32768) & 0xFFFF) - 32768
+        coef[j, 0] = dc
+    return coef
+
+
+def unmap_values(values, n: int) -> np.ndarray:
+    """Coder 1's mapped values of one component (uint16[64 n], zigzag index k major) as
+    coefficients int16[n, 64] in natural order, DC differences summed (§6.4.4)."""
+    if values.dtype != np.uint16 or values.shape != (64 * n,):
+        raise ValueError("values must be uint16[64 n]")
+    return _unmap_values(values, np.int64(n))

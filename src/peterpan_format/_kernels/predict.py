@@ -65,41 +65,46 @@ def _med_encode(pixels, mask):
 
 @numba.njit(cache=True, nogil=True)
 def _med_decode(residuals, mask, channels):
-    """Subject values uint8[h, w, C] from plane-major zigzag residuals, and a status."""
+    """Subject values uint8[h, w, C] from plane-major zigzag residuals, and a status.
+
+    All planes are reconstructed together, row by row: plane p's k-th residual is
+    residuals[p * n + k], n the subject pixel count, so only two rows are held per plane.
+    """
     h, w = mask.shape
     if channels != 1 and channels != 3 and channels != 4:
         return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
-    if residuals.size != channels * count_set(mask):
+    n = count_set(mask)
+    if residuals.size != channels * n:
         return np.zeros((h, w, channels), np.uint8), ERR_LENGTH
-    planes = np.empty((channels, h, w), np.uint8)
+    rows = np.zeros((channels, 2, w), np.int64)
+    out = np.empty((h, w, channels), np.uint8)
     k = 0
-    for p in range(channels):
-        plane = planes[p]
-        for y in range(h):
-            row = plane[y]
-            above = plane[y - 1] if y > 0 else row
+    for y in range(h):
+        row = rows[:, y & 1]
+        above = rows[:, (y & 1) ^ 1] if y > 0 else row
+        k0 = k
+        for p in range(channels):
+            k = k0
             a = c = np.int64(0)
             for x in range(w):
-                b = np.int64(above[x])
+                b = above[p, x]
                 a = _predict(a, b, c, x, y)  # a background pixel takes its prediction
                 if mask[y, x]:
-                    z = np.int64(residuals[k])
+                    z = np.int64(residuals[p * n + k])
                     a = (a + ((z >> 1) ^ -(z & 1))) & 255
                     k += 1
-                row[x] = a
+                row[p, x] = a
                 c = b
-    out = np.empty((h, w, channels), np.uint8)
-    for y in range(h):
         for x in range(w):
             if channels == 1:
-                out[y, x, 0] = planes[0, y, x]
+                out[y, x, 0] = row[0, x]
             else:
-                g = np.int64(planes[0, y, x])
-                out[y, x, 0] = (planes[1, y, x] + g) & 255
+                g = row[0, x]
+                out[y, x, 0] = (row[1, x] + g) & 255
                 out[y, x, 1] = g
-                out[y, x, 2] = (planes[2, y, x] + g) & 255
+                out[y, x, 2] = (row[2, x] + g) & 255
                 if channels == 4:
-                    out[y, x, 3] = planes[3, y, x]
+                    out[y, x, 3] = row[3, x]
     return out, 0
 
 

@@ -109,6 +109,26 @@ def _bicubic_upsample(small, s, width, height, offsets, weights):
     return out.reshape(height, width, channels)
 
 
+@numba.njit(cache=True, nogil=True)
+def upsampled_at(small, s, offsets, weights, x, y, c):
+    """U(x, y) of channel c (§8.1) computed from B = ``small`` alone, exactly as the two
+    passes of _bicubic_upsample compute it (the horizontal sums are exact integers)."""
+    bh, bw = small.shape[0], small.shape[1]
+    kx = x // s
+    jx = x - kx * s
+    ky = y // s
+    jy = y - ky * s
+    a = np.int64(0)
+    for tv in range(4):
+        r = min(max(ky + offsets[jy] + tv, 0), bh - 1)
+        t = np.int64(0)
+        for th in range(4):
+            col = min(max(kx + offsets[jx] + th, 0), bw - 1)
+            t += weights[jx, th] * np.int64(small[r, col, c])
+        a += weights[jy, tv] * t
+    return min(max((a + (1 << 23)) >> 24, 0), 255)
+
+
 def _keys(d: Fraction) -> Fraction:
     """Keys' cubic convolution kernel with a = -1/2, exact."""
     a = Fraction(-1, 2)

@@ -11,6 +11,7 @@ from .._kernels import jpeg_coder
 from .._kernels.jpeg_huffman import ZIGZAG
 from .parser import Component, check_sampling, layout
 from .select import kept_blocks
+from ..streams import brotli_blocks
 
 BROTLI, ARITH = 1, 2
 CODERS = {"brotli": BROTLI, "arith": ARITH}
@@ -18,6 +19,8 @@ COLOUR_CODES = {"grey": 0, "rgb": 0, "ycbcr": 1}
 Q_8BIT, Q_16BIT, Q_IJG_LUMA, Q_IJG_CHROMA = 0, 1, 2, 3
 BROTLI_QUALITY = 11
 BROTLI_WINDOW = 24
+#: the most Brotli quality 11 is assumed to save against quality 1 (measured: 16-20%)
+BROTLI_GAIN = 0.7
 
 # ITU-T T.81 Annex K.1 tables (natural order), scaled by libjpeg's jpeg_quality_scaling.
 _K1_LUMA = [
@@ -50,20 +53,15 @@ def _table_bytes(q: np.ndarray) -> bytes:
     return bytes([Q_16BIT]) + zz.astype(">u2").tobytes()
 
 
-def _zigzag_map(v: np.ndarray) -> np.ndarray:
-    v = v.astype(np.int64)
-    return np.where(v >= 0, 2 * v, -2 * v - 1)
-
-
 def _brotli_stream(kept: list[np.ndarray]) -> bytes:
     """Coder 1 before Brotli: per component, 64 zigzag planes of mapped values, then escapes."""
     small, big = [], []
     for blocks in kept:
         if len(blocks) == 0:
             continue
-        p = blocks[:, ZIGZAG].astype(np.int64)
-        p[1:, 0] = ((np.diff(p[:, 0]) + 32768) & 0xFFFF) - 32768  # DC differences, wrapped to int16
-        z = _zigzag_map(p.T.ravel())
+        p = np.ascontiguousarray(blocks[:, ZIGZAG].T, dtype=np.int32)  # k-major
+        p[0, 1:] = ((np.diff(p[0]) + 32768) & 0xFFFF) - 32768  # DC differences, wrapped to int16
+        z = ((p << 1) ^ (p >> 31)).ravel()  # 2V for V >= 0, -2V - 1 for V < 0
         small.append(np.minimum(z, 255).astype(np.uint8))
         big.append(z[z >= 255] - 255)
     if not small:
@@ -105,14 +103,18 @@ def build(img, mask: np.ndarray, coder: str = "auto") -> bytes:
     keep = kept_blocks(mask, comps)
     kept = [np.ascontiguousarray(img.blocks(ci)[k]) for ci, k in enumerate(keep)]
     candidates = []
-    if coder in ("auto", "brotli"):
-        data = brotli.compress(_brotli_stream(kept), quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
-        candidates.append(bytes([BROTLI]) + head + data)
     if coder in ("auto", "arith"):
         index, grid_info, _ = _grids(keep, list(range(len(comps))))
         coef = np.concatenate(kept) if kept else np.zeros((0, 64), np.int16)
         data = jpeg_coder.encode_blocks(coef, index, grid_info, img.qtables)
         candidates.append(bytes([ARITH]) + head + data)
+    if coder in ("auto", "brotli"):
+        stream = _brotli_stream(kept)
+        # Brotli q11 (~1 MB/s) is skipped where quality 1 (~100x faster) says it loses:
+        # q11 took 0.80-0.84 of q1's bytes on photos, and arith 0.62-0.86 of q11's
+        if coder == "brotli" or BROTLI_GAIN * len(brotli.compress(stream, quality=1)) < len(candidates[0]):
+            data = brotli.compress(stream, quality=BROTLI_QUALITY, lgwin=BROTLI_WINDOW)
+            candidates.append(bytes([BROTLI]) + head + data)
     return min(candidates, key=len)
 
 
@@ -181,43 +183,78 @@ class Header:
 
 
 def read(payload: bytes, mask: np.ndarray):
-    """(header, kept-block grids, coefficient arrays) of a payload; OSError if malformed."""
+    """(header, blocks) of a payload; OSError if malformed (the header's at once, the
+    coefficients' while ``blocks`` is iterated).
+
+    ``blocks`` yields, component by component, (coef int16[k, 64], index int32[nby, nbx])
+    as pixels.render takes them. Coder 1's coefficients are converted one component at a
+    time from its decompressed values, which are released as they are used.
+    """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise OSError("JPEG subject mask must be 2-D")
     head = Header(payload, mask.shape)
     keep = kept_blocks(mask, head.components)
     index, grid_info, counts = _grids(keep, list(range(len(head.components))))
-    total = sum(counts)
-    coef = np.zeros((total, 64), np.int16)
+    grids = [np.ascontiguousarray(index[off : off + nby * nbx].reshape(nby, nbx)) for off, nby, nbx, *_ in grid_info]
     if head.coder == BROTLI:
-        from ..streams import brotli_decompress
+        return head, _brotli_blocks(head.data, counts, grids)
+    return head, _arith_blocks(head, index, grid_info, counts, grids)
 
-        raw = brotli_decompress(head.data, 3 * 64 * total, "SUBJ JPEG coefficients")
-        small = np.frombuffer(raw[: 64 * total], np.uint8)
-        if len(small) != 64 * total:
-            raise OSError("PPAN SUBJ JPEG coefficients are too short")
-        escapes = int(np.count_nonzero(small == 255))
-        if len(raw) != 64 * total + 2 * escapes:
-            raise OSError("PPAN SUBJ JPEG coefficient escapes do not match")
-        z = small.astype(np.int64)
-        z[small == 255] += np.frombuffer(raw[64 * total :], ">u2")
-        v = np.where(z & 1, -((z + 1) >> 1), z >> 1)
-        if v.size and (v.min() < -32768 or v.max() > 32767):
-            raise OSError("PPAN SUBJ JPEG coefficient out of range")
-        pos = start = 0
-        for cnt in counts:
-            p = v[pos : pos + 64 * cnt].reshape(64, cnt).T.copy()
-            pos += 64 * cnt
-            if cnt:
-                p[:, 0] = ((np.cumsum(p[:, 0]) + 32768) & 0xFFFF) - 32768
-            coef[start : start + cnt, ZIGZAG] = p.astype(np.int16)
-            start += cnt
-    else:
-        status = jpeg_coder.decode_blocks(head.data, coef, index, grid_info, head.qtables)
-        if status:
-            raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
-    blocks = []
-    for off, nby, nbx, *_ in grid_info:
-        blocks.append((coef, np.ascontiguousarray(index[off : off + nby * nbx].reshape(nby, nbx))))
-    return head, blocks
+
+def _arith_blocks(head, index, grid_info, counts, grids):
+    coef = np.zeros((sum(counts), 64), np.int16)
+    status = jpeg_coder.decode_blocks(head.data, coef, index, grid_info, head.qtables)
+    if status:
+        raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
+    for grid in grids:
+        yield coef, grid
+
+
+def _brotli_blocks(data: bytes, counts: list[int], grids: list[np.ndarray]):
+    """Coder 1 (§6.4.4): the stream is decompressed block by block into one uint16 array of
+    mapped values per component (the first part), then its escapes are added in place;
+    only then is a component converted to coefficients, and its values dropped."""
+    what = "SUBJ JPEG coefficients"
+    values = [np.empty(64 * n, np.uint16) for n in counts]
+    first = 64 * sum(counts)
+    got, escapes, c, cursor, high = 0, None, 0, 0, -1
+    for block in brotli_blocks(data, 3 * first, what):
+        start = 0
+        if got < first:  # the first part: one byte per value, component after component
+            take = min(first - got, block.size)
+            _scatter(values, got, block[:take])
+            got, start = got + take, take
+        if got == first and escapes is None:
+            escapes = [int(np.count_nonzero(v == 255)) for v in values]
+        while start < block.size:
+            while c < len(values) and escapes[c] == 0:
+                c, cursor = c + 1, 0
+            if c == len(values):
+                raise OSError(f"PPAN {what}: bytes after the last escape")
+            start, cursor, high, escapes[c], status = jpeg_coder.add_escapes(
+                values[c], cursor, high, escapes[c], block, start)
+            if status:
+                raise OSError(f"PPAN {what}: a value out of range")
+    if got < first:
+        raise OSError(f"PPAN {what} are too short")
+    if escapes is None:
+        escapes = [int(np.count_nonzero(v == 255)) for v in values]
+    if any(escapes):
+        raise OSError(f"PPAN {what}: escapes missing")
+    base = 0
+    for c, grid in enumerate(grids):  # a component's own array: its block numbers from 0
+        coef = jpeg_coder.unmap_values(values[c], counts[c])
+        values[c] = None
+        yield coef, np.where(grid >= 0, grid - base, -1).astype(np.int32)
+        base += counts[c]
+
+
+def _scatter(values: list[np.ndarray], at: int, part: np.ndarray) -> None:
+    """Write ``part`` at offset ``at`` of the concatenation of ``values``."""
+    for v in values:
+        if at < v.size and part.size:
+            take = min(v.size - at, part.size)
+            v[at : at + take] = part[:take]
+            part = part[take:]
+        at = max(at - v.size, 0)

@@ -32,8 +32,8 @@ def render(
 ) -> np.ndarray:
     """Pixels uint8[h, w, C] of ``box`` = (x0, y0, w, h), exact where ``mask`` is set.
 
-    ``blocks[c]`` = (coef int16[k, 64], index int32[nby, nbx]) gives the blocks of
-    component c available (index -1 = missing). Pixels where ``mask`` is 0 are left 0;
+    ``blocks`` yields, for each component c in turn, (coef int16[k, 64], index int32[nby,
+    nbx]): its blocks available (index -1 = missing). Pixels where ``mask`` is 0 are left 0;
     every pixel is computed when ``mask`` is None.
     """
     x0, y0, w, h = box
@@ -49,9 +49,14 @@ def render(
         infos.append([total, pw, 8 * bx0, 8 * by0, c.dw, c.dh, rh, rv, fancy])
         total += ph * pw
     plane = np.zeros(total, np.uint8)
-    for (off, ph, pw, by0, bx0), (coef, index), q in zip(windows, blocks, qtables):
+    blocks = iter(blocks)
+    for (off, ph, pw, by0, bx0), q in zip(windows, qtables):
+        coef, index = next(blocks)
         view = plane[off : off + ph * pw].reshape(ph, pw)
         ki.idct_blocks(coef, index, q, view, by0, bx0)
+        del coef, index  # each component's coefficients go before the next come
+    if next(blocks, None) is not None:  # ends a generator, which drops what it held
+        raise ValueError("more blocks than components")
     out = np.zeros((h, w, len(comps)), np.uint8)
     sel = np.ones((h, w), np.uint8) if mask is None else np.ascontiguousarray(mask, dtype=np.uint8)
     status = ki.upsample_convert(out, sel, plane, np.array(infos, np.int64), x0, y0, int(colour == "ycbcr"))
