@@ -38,18 +38,15 @@ def _paste(out, values, bx0, by0, mask):
 
 
 @numba.njit(cache=True, nogil=True)
-def _feather(out, mask, x0, y0, x1, y1, radius, small, s, offsets, weights):
+def _feather(out, mask, wy, wx, sy, sx, radius, small, s, offsets, weights):
     """In place: pull background pixels of ``out`` (= U there) within the radius towards
-    the subject pixels (already pasted), all inside the box x0..x1 x y0..y1."""
-    height, width, channels = out.shape
-    wy = max(y0 - radius, 0)
-    wx = max(x0 - radius, 0)
-    h = min(y1 + radius + 1, height) - wy
-    w = min(x1 + radius + 1, width) - wx
+    the subject pixels (already pasted), all inside the window at (wx, wy) of ``sy``'s
+    size; ``sy`` and ``sx`` (int8, zeros) receive each pixel's offset to its nearest
+    subject pixel."""
+    channels = out.shape[2]
+    h, w = sy.shape
     big_r = 3 * (radius + 1)
     dist = mask[wy : wy + h, wx : wx + w]
-    sy = np.zeros((h, w), np.int8)
-    sx = np.zeros((h, w), np.int8)
     for y in range(h):
         for x in range(w):
             dist[y, x] = 0 if dist[y, x] else big_r
@@ -151,4 +148,8 @@ def feather(out, mask, box, radius: int, small, scale: int) -> None:
         raise ValueError("small must be the background of out at this scale")
     if radius and w and h:
         offsets, weights = bicubic_weights(scale)
-        _feather(out, mask, x0, y0, x0 + w - 1, y0 + h - 1, radius, small, scale, offsets, weights)
+        # the box grown by the radius, within the image
+        wy, wx = max(y0 - radius, 0), max(x0 - radius, 0)
+        window = (min(y0 + h + radius, out.shape[0]) - wy, min(x0 + w + radius, out.shape[1]) - wx)
+        _feather(out, mask, wy, wx, np.zeros(window, np.int8), np.zeros(window, np.int8), radius, small, scale,
+                 offsets, weights)

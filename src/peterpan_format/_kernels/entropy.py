@@ -196,28 +196,26 @@ def _reconstruct(pred, e, near, step, g, colour):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cm_decode(data, mask, channels, near):
-    h, w = mask.shape
-    if channels != 1 and channels != 3 and channels != 4:
-        return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
-    if near < 0 or near > NEAR_MAX:
-        return np.zeros((h, w, 0), np.uint8), ERR_NEAR
-    # one loop, inlined twice: with the constant 0 the compiler drops coding 5's branches
-    # from coding 3's loop (measured: otherwise coding 3 decodes ~5% slower)
-    if near == 0:
-        return _decode_box(data, mask, channels, 0)
-    return _decode_box(data, mask, channels, near)
+def _cm_decode_lossless(data, mask, out, V, E, probs, sprobs):
+    # coding 3: the loop inlined with the constant near = 0, so the compiler drops coding
+    # 5's branches (measured: otherwise coding 3 decodes ~5% slower); a kernel of its own,
+    # so that a file compiles only the coding it holds
+    return _decode_box(data, mask, out, V, E, probs, sprobs, 0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cm_decode_near(data, mask, out, V, E, probs, sprobs, near):
+    return _decode_box(data, mask, out, V, E, probs, sprobs, near)
 
 
 @numba.njit(inline="always")
-def _decode_box(data, mask, channels, near):
-    h, w = mask.shape
+def _decode_box(data, mask, out, V, E, probs, sprobs, near):
+    h, w, channels = out.shape
     step = 2 * near + 1
     div = _div_mul(step)
     # coding 3 offsets the colour differences by 128 (mod 256); coding 5 keeps G' + value
     # in 0 … 255, so the same expression gives R' and B' in both
     offset = 128 if near == 0 else 0
-    out = np.empty((h, w, channels), np.uint8)
     size = data.size
     pos = 0
     code = 0
@@ -226,10 +224,6 @@ def _decode_box(data, mask, channels, near):
         pos += 1
         code = (code << 8) | byte
     rng = MASK32
-    V = np.zeros((channels, 2, w + 2), np.int64)
-    E = np.zeros((channels, 2, w + 2), np.int64)
-    probs = np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64)
-    sprobs = np.full(channels * PLANE_SIGNS, PROB_ONE // 2, np.int64)
     for y in range(h):
         r = y & 1
         a = r ^ 1
@@ -262,7 +256,7 @@ def _decode_box(data, mask, channels, near):
                 V[p, r, X] = _reconstruct(pred, e, near, step, V[0, r, X], channels > 1 and 0 < p < 3)
                 E[p, r, X] = e
             if pos > size:  # a byte past the end was needed: stop now (§6.3)
-                return out, ERR_TRUNCATED
+                return ERR_TRUNCATED
             if channels == 1:
                 out[y, X - 1, 0] = V[0, r, X]
             else:
@@ -273,10 +267,17 @@ def _decode_box(data, mask, channels, near):
                 if channels == 4:
                     out[y, X - 1, 3] = V[3, r, X]
     if pos > size:
-        return out, ERR_TRUNCATED
+        return ERR_TRUNCATED
     if pos < size:
-        return out, ERR_TRAILING
-    return out, 0
+        return ERR_TRAILING
+    return 0
+
+
+def _model_state(channels: int, w: int):
+    """Zeroed value and residual rows (V, E) and the probabilities (1/2) of a w-wide box."""
+    return (np.zeros((channels, 2, w + 2), np.int64), np.zeros((channels, 2, w + 2), np.int64),
+            np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64),
+            np.full(channels * PLANE_SIGNS, PROB_ONE // 2, np.int64))
 
 
 # ---------------------------------------------------------------- encoder
@@ -360,14 +361,17 @@ def _grow(out, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cm_encode(pixels, mask, near, limit):
-    if near == 0:  # as in _cm_decode
-        return _encode_box(pixels, mask, 0, limit)
-    return _encode_box(pixels, mask, near, limit)
+def _cm_encode_lossless(pixels, mask, limit, V, E, probs, sprobs):
+    return _encode_box(pixels, mask, 0, limit, V, E, probs, sprobs)  # as in _cm_decode_lossless
+
+
+@numba.njit(cache=True, nogil=True)
+def _cm_encode_near(pixels, mask, near, limit, V, E, probs, sprobs):
+    return _encode_box(pixels, mask, near, limit, V, E, probs, sprobs)
 
 
 @numba.njit(inline="always")
-def _encode_box(pixels, mask, near, limit):
+def _encode_box(pixels, mask, near, limit, V, E, probs, sprobs):
     h, w, channels = pixels.shape
     step = 2 * near + 1
     div = _div_mul(step)
@@ -375,10 +379,6 @@ def _encode_box(pixels, mask, near, limit):
     st = np.array([0, MASK32, 0, 1, 0], np.int64)
     # a value takes at most 1 + 1 + 7 + 1 + 6 = 16 decisions
     dec = np.empty(16 * channels * w, np.uint16)
-    V = np.zeros((channels, 2, w + 2), np.int64)
-    E = np.zeros((channels, 2, w + 2), np.int64)
-    probs = np.full(channels * PLANE_PROBS, PROB_ONE // 2, np.int64)
-    sprobs = np.full(channels * PLANE_SIGNS, PROB_ONE // 2, np.int64)
     values = np.zeros(4, np.int64)
     for y in range(h):
         r = y & 1
@@ -456,7 +456,13 @@ def cm_encode(pixels, mask, near: int = 0, limit: int | None = None):
     bytes, and None is returned (the caller has a smaller coding).
     """
     cap = NO_LIMIT if limit is None else int(limit)
-    out = _cm_encode(*as_box(pixels, mask), _check_near(near), np.int64(cap))
+    pixels, mask = as_box(pixels, mask)
+    near = _check_near(near)
+    state = _model_state(pixels.shape[2], pixels.shape[1])
+    if near == 0:
+        out = _cm_encode_lossless(pixels, mask, np.int64(cap), *state)
+    else:
+        out = _cm_encode_near(pixels, mask, near, np.int64(cap), *state)
     return None if out.size == 0 or out.size > cap else out  # a finished stream has >= 4 bytes
 
 
@@ -470,6 +476,16 @@ def cm_decode(data, mask, channels: int, near: int = 0) -> tuple[np.ndarray, int
     bounded by channels x h x w values, nothing past ``data`` is read, and decoding stops
     at the pixel that needs a byte the stream does not have.
     """
-    near = int(near) if 0 <= near <= NEAR_MAX else -1
-    out, status = _cm_decode(as_u8(data, 1, "data"), as_u8(mask, 2, "mask"), int(channels), near)
+    data, mask = as_u8(data, 1, "data"), as_u8(mask, 2, "mask")
+    h, w = mask.shape
+    if channels not in (1, 3, 4):
+        return np.zeros((h, w, 0), np.uint8), ERR_CHANNELS
+    if not 0 <= near <= NEAR_MAX:
+        return np.zeros((h, w, 0), np.uint8), ERR_NEAR
+    out = np.empty((h, w, channels), np.uint8)
+    state = _model_state(channels, w)
+    if near == 0:
+        status = _cm_decode_lossless(data, mask, out, *state)
+    else:
+        status = _cm_decode_near(data, mask, out, *state, int(near))
     return out, int(status)

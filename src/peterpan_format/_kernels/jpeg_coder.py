@@ -3,7 +3,10 @@ and the value mapping of coder 1 (§6.4.4: ``add_escapes``, ``unmap_values``).
 
 One kernel, ``_code_blocks``, both encodes (mode 0) and decodes (mode 1): every binary
 decision goes through ``_code_p``, which codes the given bit or returns the decoded one,
-so encoder and decoder follow the same model by construction. Everything is integer
+so encoder and decoder follow the same model by construction. ``mode`` is a compile-time
+constant (the kernels ``_encode_blocks`` and ``_decode_blocks`` pass it as a literal):
+encoder and decoder are compiled apart, each without the other's branches, so a file's
+first decode compiles only the decoder. Everything is integer
 arithmetic, so the two agree on every platform.
 
 - Range coder: LZMA's binary range coder (32-bit range, carry propagation through a
@@ -176,7 +179,8 @@ DIRECT_EDGE = np.array([[STRETCH[min(r * 4096 // (8 - t), 4095)] if t else 0 for
                        np.int64)
 
 # State vector of the range coder.
-_LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG, _MODE = 0, 1, 2, 3, 4, 5, 6, 7
+_LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG = 0, 1, 2, 3, 4, 5, 6
+ENCODE, DECODE = 0, 1  # the ``mode`` of the kernels
 
 
 @numba.njit(cache=True, nogil=True)
@@ -212,10 +216,10 @@ def _next_byte(st, buf):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _code_p(st, buf, p, bit):
-    """Code ``bit`` (encoder) or return the decoded bit with P(1) = p / 65536."""
+def _code_p(st, buf, mode, p, bit):
+    """Code ``bit`` (mode ENCODE) or return the decoded bit (DECODE) with P(1) = p / 65536."""
     bound = (st[_RANGE] >> 16) * p
-    if st[_MODE] == 0:
+    if mode == ENCODE:
         if bit:
             st[_RANGE] = bound
         else:
@@ -252,15 +256,15 @@ def _adapt(probs, counts, ctx, bit):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bit(st, buf, probs, counts, ctx, bit):
+def _bit(st, buf, mode, probs, counts, ctx, bit):
     """Code one bit with the adaptive context ``ctx``."""
-    bit = _code_p(st, buf, np.int64(probs[ctx]), bit)
+    bit = _code_p(st, buf, mode, np.int64(probs[ctx]), bit)
     _adapt(probs, counts, ctx, bit)
     return bit
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _mix(st, buf, probs, counts, weights, c1, c2, c3, w, s4, bit):
+def _mix(st, buf, mode, probs, counts, weights, c1, c2, c3, w, s4, bit):
     """Code a bit whose probability mixes contexts c1, c2, c3 (and the direct input s4, a
     stretched probability, 0 if none) with weight set ``w``."""
     s1 = STRETCH[probs[c1] >> 4]
@@ -270,7 +274,7 @@ def _mix(st, buf, probs, counts, weights, c1, c2, c3, w, s4, bit):
            + weights[w, 4] * s4) >> 16
     dot = min(max(dot, -2047), 2047)
     pm = SQUASH[dot + 2047]
-    bit = _code_p(st, buf, min(max(pm * 16, P_MIN), P_MAX), bit)
+    bit = _code_p(st, buf, mode, min(max(pm * 16, P_MIN), P_MAX), bit)
     err = ((bit << 12) - pm) * MIX_RATE
     weights[w, 0] += (s1 * err) >> MIX_SHIFT
     weights[w, 1] += (s2 * err) >> MIX_SHIFT
@@ -294,41 +298,41 @@ def _bitlen(v):
 
 
 @numba.njit(cache=True, nogil=True)
-def _tree(st, buf, probs, counts, weights, b1, b2, b3, w, nbits, value):
+def _tree(st, buf, mode, probs, counts, weights, b1, b2, b3, w, nbits, value):
     """Code ``value`` (0 .. 2^nbits - 1) MSB first; tree node n (1 ..) at depth d mixes
     contexts b1 + n, b2 + n, b3 + n with weight set w + d."""
     node = np.int64(1)
     for d in range(nbits):
         bit = (value >> (nbits - 1 - d)) & 1
-        node = 2 * node + _mix(st, buf, probs, counts, weights, b1 + node, b2 + node, b3 + node, w + d, 0, bit)
+        node = 2 * node + _mix(st, buf, mode, probs, counts, weights, b1 + node, b2 + node, b3 + node, w + d, 0, bit)
     return node - (np.int64(1) << nbits)
 
 
 @numba.njit(cache=True, nogil=True)
-def _exponent(st, buf, probs, counts, weights, c1, c2, c3, w, first, e, guess):
+def _exponent(st, buf, mode, probs, counts, weights, c1, c2, c3, w, first, e, guess):
     """Code e >= first in unary: bits "e > j" for j = first, first + 1, ... (at most up to
     MAX_EXP - 1), bit j mixing contexts c1 + j, c2 + j, c3 + j with weight set w + j and
     the direct input (guess - j) * 384 (an expected exponent; NO_GUESS: none)."""
     j = np.int64(first)
     while j < MAX_EXP:
         s4 = 0 if guess == NO_GUESS else min(max((guess - j) * 384, -2047), 2047)
-        if _mix(st, buf, probs, counts, weights, c1 + j, c2 + j, c3 + j, w + j, s4, 1 if e > j else 0) == 0:
+        if _mix(st, buf, mode, probs, counts, weights, c1 + j, c2 + j, c3 + j, w + j, s4, 1 if e > j else 0) == 0:
             break
         j += 1
     return j
 
 
 @numba.njit(cache=True, nogil=True)
-def _mantissa(st, buf, probs, counts, ctx, a, e):
+def _mantissa(st, buf, mode, probs, counts, ctx, a, e):
     """Code the e - 1 bits of a below its leading one: the top two with contexts
     ctx + 2e and ctx + 2e + 1, the others at P = 1/2. Returns a."""
     m = np.int64(1)
     for b in range(e - 2, -1, -1):
         bit = (a >> b) & 1
         if b >= e - 3:
-            bit = _bit(st, buf, probs, counts, ctx + 2 * e + (e - 2 - b), bit)
+            bit = _bit(st, buf, mode, probs, counts, ctx + 2 * e + (e - 2 - b), bit)
         else:
-            bit = _code_p(st, buf, 32768, bit)
+            bit = _code_p(st, buf, mode, 32768, bit)
         m = (m << 1) | bit
     return m
 
@@ -374,8 +378,8 @@ def _boundary(coef, qt, b, nb, zero, step):
 
 
 @numba.njit(cache=True, nogil=True)
-def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
-    """Encode (st[_MODE] = 0) or decode (1) the kept blocks; returns a status."""
+def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, mode):
+    """Encode (``mode`` ENCODE) or decode (DECODE) the kept blocks; returns a status."""
     nblocks = coef.shape[0]
     if (coef.shape[1] != 64 or probs.shape[0] < N_CONTEXTS or counts.shape[0] < N_CONTEXTS
             or weights.shape[0] < N_MIXERS or weights.shape[1] < MIX_INPUTS or comps.shape[1] < 5
@@ -388,7 +392,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
         for i in range(off, off + nby * nbx):
             if index[i] >= nblocks:
                 return ERR_PARAMS
-    decoding = st[_MODE] == 1
+    decoding = mode == DECODE
     nz7 = np.zeros(nblocks, np.int64)  # interior nonzero count of each coded block
     nze = np.zeros((nblocks, 2), np.int64)  # nonzero count of its left and top edges
     dcr = np.zeros(nblocks, np.int64)  # exponent of its DC residual
@@ -421,7 +425,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                     bavg = NZ_BUCKET[(nz7[left] + nz7[up] + 1) >> 1]
                 else:
                     bavg = max(bl, bu)
-                n = _tree(st, buf, probs, counts, weights, OFF_NZ7A + (cc * NZ_BUCKETS + bavg) * 64,
+                n = _tree(st, buf, mode, probs, counts, weights, OFF_NZ7A + (cc * NZ_BUCKETS + bavg) * 64,
                           OFF_NZ7B + (bl * NZ_BUCKETS + bu) * 64, OFF_NZ7C + cc * 64, W_NZ7 + cc * 6, 6, n)
                 if n > 49:
                     return ERR_RANGE
@@ -446,20 +450,20 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                         c2 = OFF_IZ2 + (i * NZR_BUCKETS + nzb) * I_BUCKETS + ib
                         c3 = OFF_IZ3 + (band * M_BUCKETS + mb) * I_BUCKETS + ib
                         direct = DIRECT_INTERIOR[rem, i]
-                        if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_IZ + band, direct,
+                        if _mix(st, buf, mode, probs, counts, weights, c1, c2, c3, W_IZ + band, direct,
                                 1 if v != 0 else 0) == 0:
                             continue
                     rem -= 1
                     e = _exponent(
-                        st, buf, probs, counts, weights,
+                        st, buf, mode, probs, counts, weights,
                         OFF_IE1 + (band * M_BUCKETS + mb) * MAX_EXP - 1,
                         OFF_IE2 + (band * I_BUCKETS + ib) * MAX_EXP - 1,
                         OFF_IE3 + (band * NZR_BUCKETS + nzb) * MAX_EXP - 1,
                         W_IE - 1, 1, _bitlen(abs(v)), mb - 1 if mb < 10 else NO_GUESS,
                     )  # fmt: skip
                     rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
-                    a = _mantissa(st, buf, probs, counts, OFF_MANT + rel * E1 * 2, abs(v), e)
-                    neg = _code_p(st, buf, 32768, 1 if v < 0 else 0)
+                    a = _mantissa(st, buf, mode, probs, counts, OFF_MANT + rel * E1 * 2, abs(v), e)
+                    neg = _code_p(st, buf, mode, 32768, 1 if v < 0 else 0)
                     if decoding:
                         if a > 32768 or (a == 32768 and neg == 0):
                             return ERR_RANGE
@@ -483,7 +487,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             n += coef[b, step * t] != 0
                     nbc = nze[nb, edge] if nb >= 0 else 8
                     n = _tree(
-                        st, buf, probs, counts, weights,
+                        st, buf, mode, probs, counts, weights,
                         OFF_NZEA + ((edge * 7 + min(_bitlen(nz7[b]), 6)) * 9 + npred) * 8,
                         OFF_NZEB + ((edge * 9 + npred) * 9 + nbc) * 8,
                         OFF_NZEC + ((cc * 2 + edge) * NZ_BUCKETS + NZ_BUCKET[nz7[b]]) * 8,
@@ -513,12 +517,12 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                             c2 = OFF_EZ2 + pos * M_BUCKETS + mb
                             c3 = OFF_EZ3 + (pos * P_BUCKETS + pb) * I_BUCKETS + ib
                             direct = DIRECT_EDGE[rem, t]
-                            if _mix(st, buf, probs, counts, weights, c1, c2, c3, W_EZ + edge, direct,
+                            if _mix(st, buf, mode, probs, counts, weights, c1, c2, c3, W_EZ + edge, direct,
                                     1 if v != 0 else 0) == 0:
                                 continue
                         rem -= 1
                         e = _exponent(
-                            st, buf, probs, counts, weights,
+                            st, buf, mode, probs, counts, weights,
                             OFF_EE1 + (edge * P_BUCKETS + pb) * MAX_EXP - 1,
                             OFF_EE2 + (edge * M_BUCKETS + mb) * MAX_EXP - 1,
                             OFF_EE3 + (pos * 7 + rem) * MAX_EXP - 1,
@@ -535,8 +539,8 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                                 rel = 3
                             else:
                                 rel = 2
-                        a = _mantissa(st, buf, probs, counts, OFF_MANT + (6 + rel) * E1 * 2, abs(v), e)
-                        neg = _bit(st, buf, probs, counts, OFF_ESIGN + edge * S_HINTS + hint, 1 if v < 0 else 0)
+                        a = _mantissa(st, buf, mode, probs, counts, OFF_MANT + (6 + rel) * E1 * 2, abs(v), e)
+                        neg = _bit(st, buf, mode, probs, counts, OFF_ESIGN + edge * S_HINTS + hint, 1 if v < 0 else 0)
                         if decoding:
                             if a > 32768 or (a == 32768 and neg == 0):
                                 return ERR_RANGE
@@ -569,7 +573,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                 rb = min(rb, 16)
                 r = np.int64(0) if decoding else np.int64(coef[b, 0]) - pred
                 e = _exponent(
-                    st, buf, probs, counts, weights,
+                    st, buf, mode, probs, counts, weights,
                     OFF_DC1 + (cc * DC_ACT + act) * E1,
                     OFF_DC2 + (cc * NZ_BUCKETS + NZ_BUCKET[nz7[b]]) * E1,
                     OFF_DC3 + (cc * DC_RES + rb) * E1,
@@ -577,8 +581,8 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
                 )  # fmt: skip
                 dcr[b] = e
                 if e > 0:
-                    a = _mantissa(st, buf, probs, counts, OFF_DCM + cc * E1 * 2, abs(r), e)
-                    neg = _bit(st, buf, probs, counts, OFF_DCS + cc * DC_ACT + act, 1 if r < 0 else 0)
+                    a = _mantissa(st, buf, mode, probs, counts, OFF_DCM + cc * E1 * 2, abs(r), e)
+                    neg = _bit(st, buf, mode, probs, counts, OFF_DCS + cc * DC_ACT + act, 1 if r < 0 else 0)
                     r = -a if neg else a
                 else:
                     r = 0
@@ -598,6 +602,16 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
     elif st[_FLAG] != 0:
         return ERR_TRUNCATED
     return OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
+    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, ENCODE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
+    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, DECODE)
 
 
 def _contexts():
@@ -634,7 +648,7 @@ def encode_blocks(coef, index, comps, qtables) -> bytes:
         st[_RANGE] = 0xFFFFFFFF
         st[_CSIZE] = 1
         probs, counts, weights = _contexts()
-        status = _code_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights)
+        status = _encode_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights)
         if status == OK:
             return buf[1 : st[_POS]].tobytes()  # an LZMA range coder's first byte is always 0
         if status != ERR_OVERFLOW:
@@ -649,13 +663,12 @@ def decode_blocks(data, coef, index, comps, qtables) -> int:
     if buf.shape[0] < 4:
         return ERR_TRUNCATED
     st = np.zeros(8, np.int64)
-    st[_MODE] = 1
     st[_RANGE] = 0xFFFFFFFF
     st[_CODE] = (int(buf[0]) << 24) | (int(buf[1]) << 16) | (int(buf[2]) << 8) | int(buf[3])
     st[_POS] = 4
     probs, counts, weights = _contexts()
     index, comps, qtables = _arrays(index, comps, qtables)
-    status = int(_code_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights))
+    status = int(_decode_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights))
     if status == OK and st[_POS] != buf.shape[0]:
         return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
     return status

@@ -4,8 +4,10 @@ JBIG2's generic region coding (template 0) with the range coder and adaptive con
 SUBJ coding 4's coder 2 (§6.4.5.1 - 2; the range coder's steps are jpeg_coder's): the
 pixels of the mask's box in raster order, each one binary decision whose context is the 16
 pixels already coded around it (0 outside the box), and before each row one decision "this
-row equals the row above" (JBIG2's typical prediction). One kernel, ``_code``, encodes (mode 0) and decodes (mode 1) through the same
-model, so the two cannot drift apart. It never reads outside its arrays: a decoder that
+row equals the row above" (JBIG2's typical prediction). One kernel, ``_code``, encodes and
+decodes through the same model, so the two cannot drift apart; as in jpeg_coder, its
+``mode`` is a compile-time constant (``_encode`` and ``_decode`` pass it), so decoding
+compiles only the decoder. It never reads outside its arrays: a decoder that
 runs out of input reads zeros and reports it.
 """
 
@@ -13,7 +15,7 @@ import numba
 import numpy as np
 
 from . import as_u8
-from .jpeg_coder import _CODE, _CSIZE, _FLAG, _MODE, _POS, _RANGE, P_MAX, P_MIN, _code_p, _shift_low
+from .jpeg_coder import _CODE, _CSIZE, _FLAG, _POS, _RANGE, DECODE, ENCODE, P_MAX, P_MIN, _code_p, _shift_low
 
 OK = 0
 ERR_OVERFLOW = -1
@@ -39,11 +41,11 @@ RATE = np.array([65536 // (n + 3) for n in range(RATE_LIMIT + 1)], np.int64)
 PAD = 4  # columns of zeros left and right of the box
 
 
-@numba.njit(cache=True, nogil=True)
-def _bit(st, buf, probs, counts, ctx, bit):
+@numba.njit(inline="always")
+def _bit(st, buf, mode, probs, counts, ctx, bit):
     """Code ``bit`` (encoder) or return the decoded one, with context ``ctx``; adapt it."""
     p = probs[ctx]
-    bit = _code_p(st, buf, p, bit)
+    bit = _code_p(st, buf, mode, p, bit)
     n = counts[ctx]
     if bit:
         p += ((65536 - p) * RATE[n]) >> 16
@@ -55,39 +57,54 @@ def _bit(st, buf, probs, counts, ctx, bit):
 
 
 @numba.njit(cache=True, nogil=True)
-def _code(box, buf, st):
-    """Encode (st[_MODE] = 0) or decode (1) ``box`` (uint8[h, w], 0/1) in place; status."""
+def _code(box, buf, st, probs, counts, rows, mode):
+    """Encode (``mode`` ENCODE) or decode (DECODE, a compile-time constant) ``box``
+    (uint8[h, w], 0/1) in place; status.
+    ``rows`` (int64[3, w + 2 PAD], zeros) holds rows y - 2, y - 1, y of the box with PAD
+    zero columns either side (rows above the box are 0)."""
     h, w = box.shape
-    probs = np.full(N_CONTEXTS + 1, 32768, np.int64)
-    counts = np.zeros(N_CONTEXTS + 1, np.int64)
-    # rows y - 2, y - 1, y of the box with PAD zero columns either side (rows above the box are 0)
-    rows = np.zeros((3, w + 2 * PAD), np.int64)
-    decoding = st[_MODE] == 1
+    decoding = mode == DECODE
     for y in range(h):
-        rows[0] = rows[1]
-        rows[1] = rows[2]
+        for x in range(w + 2 * PAD):
+            rows[0, x] = rows[1, x]
+            rows[1, x] = rows[2, x]
         same = 1
         if not decoding:
             for x in range(w):
                 if box[y, x] != rows[1, PAD + x]:
                     same = 0
                     break
-        same = _bit(st, buf, probs, counts, CTX_SAME_ROW, same)
-        if same:
-            rows[2] = rows[1]
-        else:
-            rows[2] = 0
+        same = _bit(st, buf, mode, probs, counts, CTX_SAME_ROW, same)
+        for x in range(w + 2 * PAD):
+            rows[2, x] = rows[1, x] if same else 0
+        if not same:
             for x in range(w):
                 ctx = np.int64(0)
                 for t in range(TEMPLATE.shape[0]):
                     ctx = (ctx << 1) | rows[2 + TEMPLATE[t, 1], PAD + x + TEMPLATE[t, 0]]
-                rows[2, PAD + x] = _bit(st, buf, probs, counts, ctx, box[y, x] if not decoding else 0)
+                rows[2, PAD + x] = _bit(st, buf, mode, probs, counts, ctx, box[y, x] if not decoding else 0)
         if decoding:
             for x in range(w):
                 box[y, x] = rows[2, PAD + x]
         if st[_FLAG]:
             return ERR_TRUNCATED if decoding else ERR_OVERFLOW
     return OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode(box, buf, st, probs, counts, rows):
+    return _code(box, buf, st, probs, counts, rows, ENCODE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode(box, buf, st, probs, counts, rows):
+    return _code(box, buf, st, probs, counts, rows, DECODE)
+
+
+def _state(width: int):
+    """The adaptive contexts (probability 1/2, count 0) and the row buffer of ``_code``."""
+    return (np.full(N_CONTEXTS + 1, 32768, np.int64), np.zeros(N_CONTEXTS + 1, np.int64),
+            np.zeros((3, width + 2 * PAD), np.int64))
 
 
 def encode_mask_box(box) -> bytes:
@@ -99,7 +116,7 @@ def encode_mask_box(box) -> bytes:
         st = np.zeros(8, np.int64)
         st[_RANGE] = 0xFFFFFFFF
         st[_CSIZE] = 1
-        status = _code(box, buf, st)
+        status = _encode(box, buf, st, *_state(box.shape[1]))
         if status == OK:
             for _ in range(5):
                 _shift_low(st, buf)
@@ -115,11 +132,10 @@ def decode_mask_box(data, width: int, height: int) -> tuple[np.ndarray, int]:
     buf[: len(data)] = np.frombuffer(bytes(data), np.uint8)
     box = np.zeros((int(height), int(width)), np.uint8)
     st = np.zeros(8, np.int64)
-    st[_MODE] = 1
     st[_RANGE] = 0xFFFFFFFF
     st[_CODE] = int.from_bytes(buf[:4].tobytes(), "big")
     st[_POS] = 4
-    status = _code(box, buf[: len(data)] if len(data) >= 4 else buf[:0], st)
+    status = _decode(box, buf[: len(data)] if len(data) >= 4 else buf[:0], st, *_state(box.shape[1]))
     if status == OK and len(data) < 4:
         status = ERR_TRUNCATED
     if status == OK and st[_POS] != len(data):

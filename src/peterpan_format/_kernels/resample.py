@@ -53,19 +53,21 @@ def _area_downsample(img, mask, s):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bicubic_upsample(small, s, width, height, offsets, weights):
-    """Separable bicubic upsampling of uint8[bh, bw, C] to uint8[height, width, C] (§8.1).
+def _bicubic_upsample(src, channels, s, out, offsets, weights, tap, wx, ring, held):
+    """Separable bicubic upsampling of ``src`` (uint8[bh, bw * C]) into ``out``
+    (uint8[height, width * C]) (§8.1).
 
-    Rows of the horizontal pass are computed on demand into a ring of 4 rows: the
-    vertical taps of successive output rows move down monotonically, so each source row
-    is filtered once and the intermediate image is never held whole.
+    Rows of the horizontal pass are computed on demand into ``ring`` (int32[4, width * C],
+    exact horizontal sums, |T| < 2^21; ``held`` int64[4] = -1 says which source row each
+    holds): the vertical taps of successive output rows move down monotonically, so each
+    source row is filtered once and the intermediate image is never held whole. ``tap`` and
+    ``wx`` (int32[width * C, 4]) receive each output element's source elements and weights.
+    (Every array comes from the caller: allocating in a kernel costs compile time.)
     """
-    bh, bw, channels = small.shape
-    n = width * channels
-    src = small.reshape(bh, bw * channels)
-    # Per output element (x, c) of a row: its 4 source element indices and their weights.
-    tap = np.empty((n, 4), np.int32)
-    wx = np.empty((n, 4), np.int32)
+    bh = src.shape[0]
+    bw = src.shape[1] // channels
+    height, n = out.shape
+    width = n // channels
     for x in range(width):
         k = x // s
         j = x - k * s
@@ -74,9 +76,6 @@ def _bicubic_upsample(small, s, width, height, offsets, weights):
             for c in range(channels):
                 tap[x * channels + c, t] = sx * channels + c
                 wx[x * channels + c, t] = weights[j, t]
-    ring = np.empty((4, n), np.int32)  # exact horizontal sums, |T| < 2^21
-    held = np.full(4, -1, np.int64)
-    out = np.empty((height, n), np.uint8)
     for y in range(height):
         k = y // s
         j = y - k * s
@@ -106,7 +105,6 @@ def _bicubic_upsample(small, s, width, height, offsets, weights):
         for e in range(n):
             a = w0 * t0[e] + w1 * t1[e] + w2 * t2[e] + w3 * t3[e]
             orow[e] = min(max((a + (1 << 23)) >> 24, 0), 255)
-    return out.reshape(height, width, channels)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -194,5 +192,16 @@ def bicubic_upsample(small, s: int, width: int, height: int) -> np.ndarray:
         raise ValueError(f"small image is {small.shape[:2]}, expected ceil(H/s), ceil(W/s)")
     if s == 1:
         return small.copy()
+    return _upsample(small, s, width, height)
+
+
+def _upsample(small, s: int, width: int, height: int) -> np.ndarray:
+    """The kernel's call: every array it needs allocated here."""
+    bh, bw, channels = small.shape
+    n = width * channels
+    out = np.empty((height, n), np.uint8)
     offsets, weights = bicubic_weights(s)
-    return _bicubic_upsample(small, s, width, height, offsets, weights)
+    _bicubic_upsample(small.reshape(bh, bw * channels), channels, s, out, offsets, weights,
+                      np.empty((n, 4), np.int32), np.empty((n, 4), np.int32), np.empty((4, n), np.int32),
+                      np.full(4, -1, np.int64))
+    return out.reshape(height, width, channels)
