@@ -260,29 +260,33 @@ def test_load_module_and_errors(tiny_model, tmp_path):
 
 # ----------------------------------------------------------------- default model
 
-# measured 0.87 / 0.81 / 0.77 (mean 0.82) on these three ccp val photos with the shipped weights
-DEFAULT_IOU_FLOOR = 0.70
+# IoU of the full mask (post-processed, dilated) on the first three val photos of each
+# source with the shipped weights, measured ccp 0.90 / 0.87 / 0.88, hsd 0.90 / 0.90 / 0.94,
+# cat 0.86 / 0.47 / 0.88; the floors sit 0.05 below the means
+DEFAULT_IOU_FLOOR = {"ccp_": 0.83, "hsd-": 0.86, "cat_": 0.68}
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / "config.json").is_file(), reason="no shipped weights")
-def test_default_model_offline_on_a_val_photo():
+def test_default_model_offline_on_val_photos():
     pytest.importorskip("torch")
     if not (DATA / "splits" / "val.txt").is_file():
         pytest.skip("shared data not present")
     seg = load_segmenter()
     assert load_segmenter() is seg  # cached
     assert seg.class_names == {0: "background", 1: "person", 2: "cat"}
-    ids = [i for i in (DATA / "splits" / "val.txt").read_text().split() if i.startswith("ccp_")][:3]
-    ious = []
-    for i in ids:
-        im = Image.open(DATA / "images" / f"{i}.jpg")
-        gt = np.asarray(Image.open(DATA / "masks" / f"{i}.png")) > 0
-        r = seg.segment(im)
-        assert r.mask.size == im.size and r.mask.mode == "L"
-        assert 1 in np.unique(np.asarray(r.class_map))  # a person is found
-        pred = np.asarray(r.mask) > 0
-        ious.append((pred & gt).sum() / (pred | gt).sum())
-    assert np.mean(ious) >= DEFAULT_IOU_FLOOR, ious
+    val = (DATA / "splits" / "val.txt").read_text().split()
+    for source, floor in DEFAULT_IOU_FLOOR.items():
+        ious = []
+        for i in [i for i in val if i.startswith(source)][:3]:
+            im = Image.open(DATA / "images" / f"{i}.jpg")
+            gt = np.asarray(Image.open(DATA / "masks" / f"{i}.png")) > 0
+            r = seg.segment(im)
+            assert r.mask.size == im.size and r.mask.mode == "L"
+            found = {seg.class_names[c] for c in np.unique(np.asarray(r.class_map)) if c}
+            assert ("cat" if source == "cat_" else "person") in found, (i, found)
+            pred = np.asarray(r.mask) > 0
+            ious.append((pred & gt).sum() / (pred | gt).sum())
+        assert np.mean(ious) >= floor, (source, ious)
 
 
 def test_save_without_mask_keeps_the_found_subject_exact(tmp_path):
