@@ -5,9 +5,10 @@ wrappers with the public names. The wrappers hand the kernels only C-contiguous 
 arrays (read-only views of the inputs, writeable arrays only for outputs) and Python ints,
 so every kernel compiles to a single signature. The wrappers also allocate every array a
 kernel needs (NumPy's allocation inside a kernel compiles Numba's implementation of it,
-each signature costing a few tenths of a second in a fresh environment), and a kernel that
-serves two codings is two small kernels over one inlined body, so that a file compiles
-only what it uses (docs/benchmarks/startup.md).
+each signature costing a few tenths of a second in a fresh environment), and a body that
+serves two codings or both directions is entered through two small kernels, each
+specialised for its own case at compile time, so that a file compiles only what it uses
+(docs/benchmarks/startup.md).
 
 - ``rle``: the MASK run-length stream (§5).
 - ``resample``: the encoder's area downsampling (§12) and the bicubic upsampling (§8.1).
