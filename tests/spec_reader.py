@@ -918,7 +918,7 @@ def _parse_coding4_header(payload: bytes, W: int, H: int):
     transform = payload[5]
     n = payload[6]
     pos = 7
-    if coder not in (1, 2):
+    if coder not in (1, 2, 3):
         raise SpecError(f"SUBJ coding 4: unknown coder {coder}")
     if (width, height) != (W, H):
         raise SpecError(f"SUBJ coding 4: size {width}x{height} != the mask's {W}x{H}")
@@ -1485,6 +1485,39 @@ def _decode_coder2(data: bytes, comps: list[C4Component]):
     rd.finish()
 
 
+def _decode_coder3(data: bytes, comps: list[C4Component], H: int):
+    """§6.4.5.6: S coder-2 streams, each over a band of MCU rows seen as a whole grid."""
+    vmax = max(c.v for c in comps)
+    R = -(-H // (8 * vmax))
+    if len(data) < 1:
+        raise SpecError("SUBJ coding 4 coder 3: no segment count")
+    S = data[0]
+    if S == 0:
+        raise SpecError("SUBJ coding 4 coder 3: S = 0")
+    if len(data) < 6 * S - 1:
+        raise SpecError("SUBJ coding 4 coder 3: data shorter than its segment table")
+    starts = [0] + [_u16(data, 1 + 2 * k) for k in range(S - 1)] + [R]
+    lengths = [_u32(data, 2 * S - 1 + 4 * k) for k in range(S)]
+    for k in range(1, S):
+        if not (1 <= starts[k] <= R - 1 and starts[k] > starts[k - 1]):
+            raise SpecError(f"SUBJ coding 4 coder 3: segment start {starts[k]} out of order or range")
+    if sum(lengths) != len(data) - (6 * S - 1):
+        raise SpecError("SUBJ coding 4 coder 3: segment lengths do not add up to the data")
+    pos = 6 * S - 1
+    for k in range(S):
+        bands = []
+        for c in comps:
+            lo, hi = min(starts[k] * c.v, c.nby), min(starts[k + 1] * c.v, c.nby)
+            band = C4Component(c.h, c.v, c.t)
+            band.Q = c.Q
+            band.stored = [(bx, by - lo) for bx, by in c.stored if lo <= by < hi]
+            bands.append((band, lo))
+        _decode_coder2(data[pos : pos + lengths[k]], [b for b, _ in bands])
+        pos += lengths[k]
+        for c, (band, lo) in zip(comps, bands):
+            c.coef.update({(bx, by + lo): C for (bx, by), C in band.coef.items()})
+
+
 # ----- §6.4.6 Reconstruction ------------------------------------------------
 
 
@@ -1598,8 +1631,10 @@ def _decode_coding4(payload: bytes, hd: dict, mask: np.ndarray) -> np.ndarray:
         c.stored = _select_blocks(c, mask)
     if coder == 1:
         _decode_coder1(data, comps)
-    else:
+    elif coder == 2:
         _decode_coder2(data, comps)
+    else:
+        _decode_coder3(data, comps, H)
     for c in comps:
         c.samples = {key: idct_islow(coef, c.Q) for key, coef in c.coef.items()}
     S = np.zeros((H, W, channels), np.uint8)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import struct
 import textwrap
 from pathlib import Path
 
@@ -194,6 +196,26 @@ SUBJECT_CASES = [
 ]
 
 
+CODERS = ("brotli", "arith", "segments")  # "segments": coder 3 with as many as the encoder allows
+
+
+@contextlib.contextmanager
+def many_segments():
+    """Coder 3 (§6.4.5.6) on small images: a segment per stored block, up to MAX_SEGMENTS."""
+    old, jpayload.SEGMENT_BLOCKS = jpayload.SEGMENT_BLOCKS, 1
+    try:
+        yield
+    finally:
+        jpayload.SEGMENT_BLOCKS = old
+
+
+def encode_with(data, mask, coder, **kw):
+    if coder != "segments":
+        return encode_jpeg_subject(data, mask, coder=coder, **kw)
+    with many_segments():
+        return encode_jpeg_subject(data, mask, coder="arith", **kw)
+
+
 def make_case(kind, params):
     params = dict(params)
     size = params.pop("size")
@@ -211,14 +233,46 @@ def test_subject_round_trip(kind, params):
     ref = pillow_pixels(data)
     rng = np.random.default_rng(7)
     for mask in random_masks(rng, *ref.shape[:2]):
-        for coder in ("brotli", "arith"):
-            payload = encode_jpeg_subject(data, mask, coder=coder, verify=False)
+        for coder in CODERS:
+            payload = encode_with(data, mask, coder, verify=False)
             got = decode_jpeg_subject(payload, mask)
             x0, y0, w, h = box_of(mask)
             assert got.shape == (h, w, ref.shape[2])
             sel = mask[y0 : y0 + h, x0 : x0 + w]
             assert np.array_equal(got[sel], ref[y0 : y0 + h, x0 : x0 + w][sel])
             assert not got[~sel].any()  # the box's other pixels are 0
+
+
+def test_segments_cut_evenly_and_decode_alike_on_any_thread_count(monkeypatch):
+    data = pillow_jpeg(48, 160, quality=90)  # 4:2:0: 10 MCU rows
+    mask = np.zeros((160, 48), bool)
+    mask[20:150, 8:40] = True
+    with many_segments():
+        payload = encode_jpeg_subject(data, mask, coder="arith")
+    assert payload[0] == jpayload.ARITH_SEGMENTS
+    head = jpayload.Header(payload, mask.shape)
+    count = head.data[0]
+    starts = struct.unpack_from(f">{count - 1}H", head.data, 1)
+    # 16 asked for, but the subject spans 9 of the 10 MCU rows: at most one cut per row
+    assert 2 <= count <= 9 and list(starts) == sorted(set(starts)) and 0 < starts[0] and starts[-1] < 10
+    outs = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(jpayload, "_threads", lambda threads=threads: threads)
+        outs.append(decode_jpeg_subject(payload, mask))
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+    ref = pillow_pixels(data)[20:150, 8:40]
+    assert np.array_equal(outs[0], ref)
+
+
+def test_one_segment_is_coder_2_with_a_table():
+    """Coder 3 with S = 1 holds coder 2's stream after a 5-byte table and decodes alike."""
+    data = pillow_jpeg(40, 30, quality=85)
+    mask = random_masks(np.random.default_rng(4), 30, 40)[0]
+    plain = encode_jpeg_subject(data, mask, coder="arith")
+    head = jpayload.Header(plain, mask.shape)
+    at = len(plain) - len(head.data)
+    one = bytes([3]) + plain[1:at] + struct.pack(">BI", 1, len(head.data)) + head.data
+    assert np.array_equal(decode_jpeg_subject(one, mask), decode_jpeg_subject(plain, mask))
 
 
 def test_auto_coder_picks_the_smaller():
@@ -352,7 +406,10 @@ def test_malformed_jpegs_raise_value_error():
 def payloads():
     data = pillow_jpeg(30, 22, quality=80)
     mask = random_masks(np.random.default_rng(2), 22, 30)[0]
-    return mask, {c: encode_jpeg_subject(data, mask, coder=c) for c in ("brotli", "arith")}
+    by_coder = {c: encode_with(data, mask, c) for c in CODERS}
+    assert by_coder["segments"][0] == jpayload.ARITH_SEGMENTS
+    assert jpayload.Header(by_coder["segments"], mask.shape).data[0] == 2  # 2 MCU rows
+    return mask, by_coder
 
 
 def decodes_or_oserror(payload, mask):
@@ -390,7 +447,7 @@ def test_corrupted_payloads_raise_only_oserror(payloads):
 
 @pytest.mark.parametrize(
     "offset,value",
-    [(0, 0), (0, 3), (2, 31), (4, 0), (5, 2), (6, 2), (6, 4), (7, 0x00), (7, 0x55), (8, 7), (13, 0), (13, 9),
+    [(0, 0), (0, 3), (0, 4), (2, 31), (4, 0), (5, 2), (6, 2), (6, 4), (7, 0x00), (7, 0x55), (8, 7), (13, 0), (13, 9),
      (14, 9), (15, 0), (15, 101)],
 )
 def test_bad_header_fields(payloads, offset, value):
@@ -500,8 +557,8 @@ def test_spec_reader_agrees(kind, params):
     for mask in (masks[0], masks[1]):
         x0, y0, w, h = box_of(mask)
         inside = mask[y0 : y0 + h, x0 : x0 + w, None] != 0
-        for coder in ("brotli", "arith"):
-            payload = encode_jpeg_subject(data, mask, coder=coder, verify=False)
+        for coder in CODERS:
+            payload = encode_with(data, mask, coder, verify=False)
             ours = np.where(inside, decode_jpeg_subject(payload, mask), 0)
             assert np.array_equal(spec_decode(payload, mask), ours)
 

@@ -155,6 +155,13 @@ def malformed():
     cm_base = encode("cm")
     jpeg_base = encode("jpeg")  # coder 2 (the smaller here)
     jpeg_subj = layer(jpeg_base, b"SUBJ")
+    stream = jpeg_subj[35:]  # coder 2's stream, after the coding-4 header (two IJG tables)
+    empty = bytes(4)  # a coder-2 stream of no block
+
+    def segments(data: bytes):
+        """The JPEG base file with coder 3 (§6.4.5.6) and this data."""
+        return build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x03" + jpeg_subj[18:35] + data))
+
     near_base = encode("cm", subject="near-lossless", max_error=2)
     near_subj = layer(near_base, b"SUBJ")
     bg = layer(base, b"BGND")
@@ -319,8 +326,19 @@ def malformed():
          "ends before the last value", "§6.3 a payload that ends before the last residual"),
         ("subject-cm-trailing-bytes", build(replace(cm_base, b"SUBJ", layer(cm_base, b"SUBJ") + b"\0")), "load",
          "OSError", "left over", "§6.3 no bytes left over after the last residual"),
-        ("subject-jpeg-unknown-coder", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x03" + jpeg_subj[18:])),
-         "load", "OSError", "coder 3", "§6.4.1 coder 1 or 2"),
+        ("subject-jpeg-unknown-coder", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:17] + b"\x04" + jpeg_subj[18:])),
+         "load", "OSError", "coder 4", "§6.4.1 coder 1, 2 or 3"),
+        ("subject-jpeg-segments-none", segments(b"\x00" + stream), "load", "OSError", "segment count",
+         "§6.4.5.6 S >= 1"),
+        ("subject-jpeg-segment-table-short", segments(b"\x02\x00\x01"), "load", "OSError", "segment table",
+         "§6.4.5.6 data holds the 6S - 1 bytes of the table"),
+        ("subject-jpeg-segment-start", segments(b"\x02" + struct.pack(">HII", 1, len(stream), len(empty))
+                                                + stream + empty), "load", "OSError", "segment starts",
+         "§6.4.5.6 starts within 1 .. R - 1 (R = 1 MCU row here)"),
+        ("subject-jpeg-segment-lengths", segments(b"\x01" + struct.pack(">I", len(stream) + 1) + stream),
+         "load", "OSError", "segment lengths", "§6.4.5.6 the lengths add up to the rest of data"),
+        ("subject-jpeg-segment-truncated", segments(b"\x01" + struct.pack(">I", len(stream) - 1) + stream[:-1]),
+         "load", "OSError", "ends early", "§6.4.5.6 each segment is a coder-2 stream that ends exactly"),
         ("subject-jpeg-wrong-width", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:18] + b"\x00\x09" + jpeg_subj[20:])),
          "load", "OSError", "9x6, the mask 8x6", "§6.4.1 width is the mask's"),
         ("subject-jpeg-two-components", build(replace(jpeg_base, b"SUBJ", jpeg_subj[:23] + b"\x02" + jpeg_subj[24:])),

@@ -27,6 +27,8 @@ The kernel never raises and reads only inside its arrays: a decoder that runs ou
 input reads zeros and reports it; every decoded value is range-checked.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -378,12 +380,17 @@ def _boundary(coef, qt, b, nb, zero, step):
 
 
 @numba.njit(cache=True, nogil=True)
-def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, mode):
-    """Encode (``mode`` ENCODE) or decode (DECODE) the kept blocks; returns a status."""
+def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, nze, dcr, mode):
+    """Encode (``mode`` ENCODE) or decode (DECODE) the kept blocks; returns a status.
+
+    ``nz7``, ``nze``, ``dcr``: per coded block (row of ``coef``), its interior nonzero
+    count, the nonzero counts of its left and top edges and its DC residual exponent, as
+    the model's later blocks read them."""
     nblocks = coef.shape[0]
     if (coef.shape[1] != 64 or probs.shape[0] < N_CONTEXTS or counts.shape[0] < N_CONTEXTS
             or weights.shape[0] < N_MIXERS or weights.shape[1] < MIX_INPUTS or comps.shape[1] < 5
-            or qts.shape[1] != 64):
+            or qts.shape[1] != 64 or nz7.shape[0] < nblocks or nze.shape[0] < nblocks or nze.shape[1] != 2
+            or dcr.shape[0] < nblocks):
         return ERR_PARAMS
     for c in range(comps.shape[0]):
         off, nby, nbx, cc, t = comps[c, 0], comps[c, 1], comps[c, 2], comps[c, 3], comps[c, 4]
@@ -393,9 +400,6 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, mode)
             if index[i] >= nblocks:
                 return ERR_PARAMS
     decoding = mode == DECODE
-    nz7 = np.zeros(nblocks, np.int64)  # interior nonzero count of each coded block
-    nze = np.zeros((nblocks, 2), np.int64)  # nonzero count of its left and top edges
-    dcr = np.zeros(nblocks, np.int64)  # exponent of its DC residual
     preds = np.zeros(8, np.int64)
     for c in range(comps.shape[0]):
         off, nby, nbx = comps[c, 0], comps[c, 1], comps[c, 2]
@@ -605,13 +609,13 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, mode)
 
 
 @numba.njit(cache=True, nogil=True)
-def _encode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
-    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, ENCODE)
+def _encode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, nze, dcr):
+    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, nze, dcr, ENCODE)
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights):
-    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, DECODE)
+def _decode_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, nze, dcr):
+    return _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, nze, dcr, DECODE)
 
 
 def _contexts():
@@ -631,47 +635,85 @@ def _arrays(index, comps, qtables):
     )
 
 
-def encode_blocks(coef, index, comps, qtables) -> bytes:
-    """Arithmetic-code blocks.
+def _work(n: int):
+    """The model's per-block memory (``_code_blocks``' nz7, nze, dcr), shared by segments:
+    each writes and reads only its own blocks."""
+    return np.zeros(n, np.int64), np.zeros((n, 2), np.int64), np.zeros(n, np.int64)
+
+
+def _map(fn, items, threads: int) -> list:
+    """``fn`` over ``items``, on up to ``threads`` threads (the kernels release the GIL)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def encode_segments(coef, index, segments, qtables, threads: int = 1) -> list[bytes]:
+    """Arithmetic-code blocks, one independent stream per segment.
 
     ``coef`` int16[n, 64] natural order; ``index`` int32[m], the concatenated block grids of
-    the components (row of coef, or -1 for a block not coded); ``comps`` int64[c, 5] =
-    (grid offset in index, block rows, block columns, class (0 luma, 1 chroma),
-    quantisation table); ``qtables`` uint16[t, 64] natural order.
+    the components (row of coef, or -1 for a block not coded); each segment is an int64[c, 5]
+    of (grid offset in index, block rows, block columns, class (0 luma, 1 chroma),
+    quantisation table) per component, its rows a band of the grid; ``qtables``
+    uint16[t, 64] natural order.
     """
     coef = np.ascontiguousarray(coef, dtype=np.int16)
-    index, comps, qtables = _arrays(index, comps, qtables)
-    cap = 1024 + coef.shape[0] * 160
-    while True:
-        buf = np.zeros(cap, np.uint8)
+    index, _, qtables = _arrays(index, segments[0], qtables)
+    work = _work(coef.shape[0])
+
+    def encode(comps):
+        comps = np.ascontiguousarray(comps, dtype=np.int64)
+        stored = sum(int(np.count_nonzero(index[o : o + r * c] >= 0)) for o, r, c, *_ in comps)
+        cap = 1024 + stored * 160
+        while True:
+            buf = np.zeros(cap, np.uint8)
+            st = np.zeros(8, np.int64)
+            st[_RANGE] = 0xFFFFFFFF
+            st[_CSIZE] = 1
+            status = _encode_blocks(coef, index, comps, qtables, buf, st, *_contexts(), *work)
+            if status == OK:
+                return buf[1 : st[_POS]].tobytes()  # an LZMA range coder's first byte is always 0
+            if status != ERR_OVERFLOW:
+                raise ValueError(CODER_ERRORS.get(status, "coder error"))
+            cap *= 2
+
+    return _map(encode, list(segments), threads)
+
+
+def decode_segments(streams, coef, index, segments, qtables, threads: int = 1) -> int:
+    """Decode the streams of ``encode_segments`` into ``coef`` (a zeroed, writable
+    int16[n, 64]); status 0 or the first segment's key of CODER_ERRORS. Each stream must
+    be consumed whole."""
+    index, _, qtables = _arrays(index, segments[0], qtables)
+    work = _work(coef.shape[0])
+
+    def decode(job):
+        data, comps = job
+        buf = np.frombuffer(bytes(data), np.uint8).copy()  # writable: one kernel signature
+        if buf.shape[0] < 4:
+            return ERR_TRUNCATED
         st = np.zeros(8, np.int64)
         st[_RANGE] = 0xFFFFFFFF
-        st[_CSIZE] = 1
-        probs, counts, weights = _contexts()
-        status = _encode_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights)
-        if status == OK:
-            return buf[1 : st[_POS]].tobytes()  # an LZMA range coder's first byte is always 0
-        if status != ERR_OVERFLOW:
-            raise ValueError(CODER_ERRORS.get(status, "coder error"))
-        cap *= 2
+        st[_CODE] = (int(buf[0]) << 24) | (int(buf[1]) << 16) | (int(buf[2]) << 8) | int(buf[3])
+        st[_POS] = 4
+        comps = np.ascontiguousarray(comps, dtype=np.int64)
+        status = int(_decode_blocks(coef, index, comps, qtables, buf, st, *_contexts(), *work))
+        if status == OK and st[_POS] != buf.shape[0]:
+            return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
+        return status
+
+    return next((s for s in _map(decode, list(zip(streams, segments)), threads) if s != OK), OK)
+
+
+def encode_blocks(coef, index, comps, qtables) -> bytes:
+    """One stream for all blocks (coder 2): ``encode_segments`` with a single segment."""
+    return encode_segments(coef, index, [comps], qtables)[0]
 
 
 def decode_blocks(data, coef, index, comps, qtables) -> int:
-    """Decode into ``coef`` (a zeroed, writable int16[n, 64]); status 0 or a key of
-    CODER_ERRORS. The whole of ``data`` must be consumed."""
-    buf = np.frombuffer(bytes(data), np.uint8).copy()  # writable: one kernel signature
-    if buf.shape[0] < 4:
-        return ERR_TRUNCATED
-    st = np.zeros(8, np.int64)
-    st[_RANGE] = 0xFFFFFFFF
-    st[_CODE] = (int(buf[0]) << 24) | (int(buf[1]) << 16) | (int(buf[2]) << 8) | int(buf[3])
-    st[_POS] = 4
-    probs, counts, weights = _contexts()
-    index, comps, qtables = _arrays(index, comps, qtables)
-    status = int(_decode_blocks(coef, index, comps, qtables, buf, st, probs, counts, weights))
-    if status == OK and st[_POS] != buf.shape[0]:
-        return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
-    return status
+    """Decode one stream of ``encode_blocks``: ``decode_segments`` with a single segment."""
+    return decode_segments([data], coef, index, [comps], qtables)
 
 
 @numba.njit(cache=True, nogil=True)
