@@ -324,6 +324,36 @@ def test_kept_blocks_is_tight_for_420():
     assert [int(k.sum()) for k in kept_blocks(mask, comps)] == [1, 4, 4]
 
 
+@pytest.mark.parametrize("sampling", [[(1, 1)], [(2, 2), (1, 1), (1, 1)], [(2, 1), (1, 1), (1, 1)],
+                                      [(1, 2), (1, 1), (1, 1)], [(4, 1), (1, 1), (1, 1)],
+                                      [(2, 2), (2, 1), (1, 2)], [(3, 1), (1, 1), (1, 1)]])
+def test_kept_blocks_match_the_spec_reader(sampling):
+    """The window around the box selects what the spec's rule selects on the whole frame:
+    single pixels everywhere near the edges and MCU boundaries, and random blobs."""
+    from spec_reader import C4Component, _select_blocks
+
+    rng = np.random.default_rng(len(sampling) * 10 + sampling[0][0] * 3 + sampling[0][1])
+    for w, h in [(45, 38), (48, 32), (17, 9), (70, 66)]:
+        comps = layout(w, h, sampling)
+        masks = []
+        for x in sorted({0, 1, 7, 8, 15, 16, 17, 23, 24, w // 2, w - 2, w - 1} & set(range(w))):
+            for y in sorted({0, 1, 15, 16, h - 2, h - 1} & set(range(h))):
+                one = np.zeros((h, w), np.uint8)
+                one[y, x] = 1
+                masks.append(one)
+        masks += [(rng.random((h, w)) < 0.02).astype(np.uint8) for _ in range(5)]
+        for mask in masks:
+            got = kept_blocks(mask, comps)
+            for c, kept in zip(comps, got):
+                ref = C4Component(c.h, c.v, 0)
+                ref.dw, ref.dh, ref.nbx, ref.nby = c.dw, c.dh, c.nbx, c.nby
+                ref.rh, ref.rv = max(h for h, _ in sampling) // c.h, max(v for _, v in sampling) // c.v
+                want = np.zeros_like(kept)
+                for bx, by in _select_blocks(ref, mask):
+                    want[by, bx] = True
+                assert np.array_equal(kept, want), (w, h, c)
+
+
 def test_ijg_tables_are_stored_as_a_quality():
     data = pillow_jpeg(32, 32, quality=90)
     payload = encode_jpeg_subject(data, np.ones((32, 32), bool), coder="brotli")

@@ -40,14 +40,37 @@ def _reduce(m: np.ndarray, ratio: int, size: int, axis: int) -> np.ndarray:
 
 
 def kept_blocks(mask: np.ndarray, comps: list[Component]) -> list[np.ndarray]:
-    """Per component, bool[nby, nbx]: the blocks needed for the pixels where mask != 0."""
-    m = np.asarray(mask) != 0
+    """Per component, bool[nby, nbx]: the blocks needed for the pixels where mask != 0.
+
+    Only a window around the mask's box is examined: the box widened to whole MCUs (with
+    at least one pixel more on each side, all that the triangle filter reaches), so that
+    the window's edges are block edges of every component.
+    """
+    m = np.asarray(mask)
+    height, width = m.shape
     hmax = max(c.h for c in comps)
     vmax = max(c.v for c in comps)
-    out = []
-    for c in comps:
-        need = _reduce(_reduce(m, hmax // c.h, c.dw, 1), vmax // c.v, c.dh, 0)
-        pad = np.zeros((8 * c.nby, 8 * c.nbx), bool)
-        pad[: c.dh, : c.dw] = need
-        out.append(pad.reshape(c.nby, 8, c.nbx, 8).any(axis=(1, 3)))
+    out = [np.zeros((c.nby, c.nbx), bool) for c in comps]
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return out
+    x0, x1 = _window(cols[0], cols[-1] + 1, 8 * hmax, width)
+    y0, y1 = _window(rows[0], rows[-1] + 1, 8 * vmax, height)
+    sub = m[y0:y1, x0:x1] != 0
+    for c, kept in zip(comps, out):
+        rh, rv = hmax // c.h, vmax // c.v
+        sx0, sy0 = x0 // rh, y0 // rv  # multiples of 8
+        dw = (c.dw if x1 == width else x1 // rh) - sx0
+        dh = (c.dh if y1 == height else y1 // rv) - sy0
+        need = _reduce(_reduce(sub, rh, dw, 1), rv, dh, 0)
+        nbx, nby = -(-dw // 8), -(-dh // 8)
+        pad = np.zeros((8 * nby, 8 * nbx), bool)
+        pad[:dh, :dw] = need
+        kept[sy0 // 8 : sy0 // 8 + nby, sx0 // 8 : sx0 // 8 + nbx] = pad.reshape(nby, 8, nbx, 8).any(axis=(1, 3))
     return out
+
+
+def _window(start: int, stop: int, unit: int, size: int) -> tuple[int, int]:
+    """``start .. stop`` widened by a pixel each side, then out to multiples of ``unit``
+    (or the image's edge)."""
+    return max(start - 1, 0) // unit * unit, min(-(-(stop + 1) // unit) * unit, size)
