@@ -19,6 +19,7 @@ from peterpan_format.jpeg import (
     jpeg_pixels,
     read_jpeg,
 )
+from peterpan_format._kernels import threads as kernel_threads
 from peterpan_format.jpeg import payload as jpayload
 from peterpan_format.jpeg.parser import layout
 from peterpan_format.jpeg.pixels import render
@@ -257,7 +258,7 @@ def test_segments_cut_evenly_and_decode_alike_on_any_thread_count(monkeypatch):
     assert 2 <= count <= 9 and list(starts) == sorted(set(starts)) and 0 < starts[0] and starts[-1] < 10
     outs = []
     for threads in (1, 2, 5):
-        monkeypatch.setattr(jpayload, "_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(kernel_threads, "cpus", lambda threads=threads: threads)
         outs.append(decode_jpeg_subject(payload, mask))
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
     ref = pillow_pixels(data)[20:150, 8:40]

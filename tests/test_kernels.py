@@ -628,3 +628,28 @@ def test_untrusted_kernels_in_bounds_with_boundscheck(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_bands_of_rows_on_threads_give_the_same_pixels(monkeypatch):
+    """Bicubic upsampling and the JPEG box rendering split rows across CPUs (threads);
+    any banding must give the image one band gives."""
+    import io
+
+    from PIL import Image
+
+    from peterpan_format._kernels import threads
+    from peterpan_format.jpeg import decode_jpeg_subject, encode_jpeg_subject
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (45, 38, 3), dtype=np.uint8)).save(out, "JPEG", quality=80)
+    mask = rng.random((45, 38)) < 0.5
+    payload = encode_jpeg_subject(out.getvalue(), mask)
+    one = resample.bicubic_upsample(small, 4, 33, 27), decode_jpeg_subject(payload, mask)
+    monkeypatch.setattr(threads, "MIN_PIXELS", 1)
+    for cpus in (2, 3, 7):
+        monkeypatch.setattr(threads, "cpus", lambda cpus=cpus: cpus)
+        assert len(threads.bands(27, 27 * 33)) == cpus
+        assert np.array_equal(resample.bicubic_upsample(small, 4, 33, 27), one[0])
+        assert np.array_equal(decode_jpeg_subject(payload, mask), one[1])

@@ -27,11 +27,10 @@ The kernel never raises and reads only inside its arrays: a decoder that runs ou
 input reads zeros and reports it; every decoded value is range-checked.
 """
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 
+from . import threads
 from .jpeg_huffman import ZIGZAG
 
 OK = 0
@@ -641,16 +640,8 @@ def _work(n: int):
     return np.zeros(n, np.int64), np.zeros((n, 2), np.int64), np.zeros(n, np.int64)
 
 
-def _map(fn, items, threads: int) -> list:
-    """``fn`` over ``items``, on up to ``threads`` threads (the kernels release the GIL)."""
-    if threads <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
-
-
-def encode_segments(coef, index, segments, qtables, threads: int = 1) -> list[bytes]:
-    """Arithmetic-code blocks, one independent stream per segment.
+def encode_segments(coef, index, segments, qtables) -> list[bytes]:
+    """Arithmetic-code blocks, one independent stream per segment (coded in parallel).
 
     ``coef`` int16[n, 64] natural order; ``index`` int32[m], the concatenated block grids of
     the components (row of coef, or -1 for a block not coded); each segment is an int64[c, 5]
@@ -678,13 +669,13 @@ def encode_segments(coef, index, segments, qtables, threads: int = 1) -> list[by
                 raise ValueError(CODER_ERRORS.get(status, "coder error"))
             cap *= 2
 
-    return _map(encode, list(segments), threads)
+    return threads.run(encode, segments)
 
 
-def decode_segments(streams, coef, index, segments, qtables, threads: int = 1) -> int:
+def decode_segments(streams, coef, index, segments, qtables) -> int:
     """Decode the streams of ``encode_segments`` into ``coef`` (a zeroed, writable
-    int16[n, 64]); status 0 or the first segment's key of CODER_ERRORS. Each stream must
-    be consumed whole."""
+    int16[n, 64]), in parallel; status 0 or the first failing segment's key of
+    CODER_ERRORS. Each stream must be consumed whole."""
     index, _, qtables = _arrays(index, segments[0], qtables)
     work = _work(coef.shape[0])
 
@@ -703,7 +694,7 @@ def decode_segments(streams, coef, index, segments, qtables, threads: int = 1) -
             return ERR_TRAILING if st[_POS] < buf.shape[0] else ERR_TRUNCATED
         return status
 
-    return next((s for s in _map(decode, list(zip(streams, segments)), threads) if s != OK), OK)
+    return next((s for s in threads.run(decode, zip(streams, segments)) if s != OK), OK)
 
 
 def encode_blocks(coef, index, comps, qtables) -> bytes:

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numba
 import numpy as np
 
-from . import as_u8
+from . import as_u8, threads
 
 
 @numba.njit(cache=True, nogil=True)
@@ -53,9 +53,9 @@ def _area_downsample(img, mask, s):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bicubic_upsample(src, channels, s, out, offsets, weights, tap, wx, ring, held):
+def _bicubic_upsample(src, channels, s, out, y0, offsets, weights, tap, wx, ring, held):
     """Separable bicubic upsampling of ``src`` (uint8[bh, bw * C]) into ``out``
-    (uint8[height, width * C]) (§8.1).
+    (uint8[rows, width * C]), the image's rows y0 .. y0 + rows - 1 (§8.1).
 
     Rows of the horizontal pass are computed on demand into ``ring`` (int32[4, width * C],
     exact horizontal sums, |T| < 2^21; ``held`` int64[4] = -1 says which source row each
@@ -66,7 +66,7 @@ def _bicubic_upsample(src, channels, s, out, offsets, weights, tap, wx, ring, he
     """
     bh = src.shape[0]
     bw = src.shape[1] // channels
-    height, n = out.shape
+    rows, n = out.shape
     width = n // channels
     for x in range(width):
         k = x // s
@@ -76,7 +76,7 @@ def _bicubic_upsample(src, channels, s, out, offsets, weights, tap, wx, ring, he
             for c in range(channels):
                 tap[x * channels + c, t] = sx * channels + c
                 wx[x * channels + c, t] = weights[j, t]
-    for y in range(height):
+    for y in range(y0, y0 + rows):
         k = y // s
         j = y - k * s
         for t in range(4):
@@ -101,7 +101,7 @@ def _bicubic_upsample(src, channels, s, out, offsets, weights, tap, wx, ring, he
         w1 = np.int64(weights[j, 1])
         w2 = np.int64(weights[j, 2])
         w3 = np.int64(weights[j, 3])
-        orow = out[y]
+        orow = out[y - y0]
         for e in range(n):
             a = w0 * t0[e] + w1 * t1[e] + w2 * t2[e] + w3 * t3[e]
             orow[e] = min(max((a + (1 << 23)) >> 24, 0), 255)
@@ -196,12 +196,17 @@ def bicubic_upsample(small, s: int, width: int, height: int) -> np.ndarray:
 
 
 def _upsample(small, s: int, width: int, height: int) -> np.ndarray:
-    """The kernel's call: every array it needs allocated here."""
+    """The kernel's calls, a band of rows per CPU: every array they need allocated here."""
     bh, bw, channels = small.shape
     n = width * channels
     out = np.empty((height, n), np.uint8)
     offsets, weights = bicubic_weights(s)
-    _bicubic_upsample(small.reshape(bh, bw * channels), channels, s, out, offsets, weights,
-                      np.empty((n, 4), np.int32), np.empty((n, 4), np.int32), np.empty((4, n), np.int32),
-                      np.full(4, -1, np.int64))
+    src = small.reshape(bh, bw * channels)
+
+    def band(rows):
+        _bicubic_upsample(src, channels, s, out[rows[0] : rows[1]], rows[0], offsets, weights,
+                          np.empty((n, 4), np.int32), np.empty((n, 4), np.int32), np.empty((4, n), np.int32),
+                          np.full(4, -1, np.int64))
+
+    threads.run(band, threads.bands(height, height * width))
     return out.reshape(height, width, channels)

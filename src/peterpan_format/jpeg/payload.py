@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 
 import brotli
@@ -89,11 +88,6 @@ def _grids(keep: list[np.ndarray], tables: list[int]):
     return np.concatenate(index), np.array(comps, np.int64), counts
 
 
-def _threads() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _floor_pow2(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n > 0 else 1
 
@@ -147,7 +141,7 @@ def build(img, mask: np.ndarray, coder: str = "auto") -> bytes:
         index, grid_info, counts = _grids(keep, list(range(len(comps))))
         coef = np.concatenate(kept) if kept else np.zeros((0, 64), np.int16)
         cuts = _cuts(keep, comps, min(MAX_SEGMENTS, _floor_pow2(sum(counts) // SEGMENT_BLOCKS)))
-        streams = jpeg_coder.encode_segments(coef, index, _bands(grid_info, comps, cuts), img.qtables, _threads())
+        streams = jpeg_coder.encode_segments(coef, index, _bands(grid_info, comps, cuts), img.qtables)
         if cuts:
             table = struct.pack(f">B{len(cuts)}H{len(streams)}I", len(streams), *cuts, *map(len, streams))
             candidates.append(bytes([ARITH_SEGMENTS]) + head + table + b"".join(streams))
@@ -271,7 +265,7 @@ def _segment_table(data: bytes, rows: int) -> tuple[list[int], list[bytes]]:
 def _arith_blocks(head, streams, index, bands, counts, grids):
     """Coders 2 and 3: the segments' streams decoded on up to one thread each."""
     coef = np.zeros((sum(counts), 64), np.int16)
-    status = jpeg_coder.decode_segments(streams, coef, index, bands, head.qtables, _threads())
+    status = jpeg_coder.decode_segments(streams, coef, index, bands, head.qtables)
     if status:
         raise OSError(f"PPAN SUBJ JPEG coefficients: {jpeg_coder.CODER_ERRORS.get(status, status)}")
     for grid in grids:

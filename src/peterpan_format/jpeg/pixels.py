@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import jpeg_idct as ki
+from .._kernels import threads
 from .parser import Component
 
 
@@ -59,7 +60,12 @@ def render(
         raise ValueError("more blocks than components")
     out = np.zeros((h, w, len(comps)), np.uint8)
     sel = np.ones((h, w), np.uint8) if mask is None else np.ascontiguousarray(mask, dtype=np.uint8)
-    status = ki.upsample_convert(out, sel, plane, np.array(infos, np.int64), x0, y0, int(colour == "ycbcr"))
-    if status:
+    info, ycbcr = np.array(infos, np.int64), int(colour == "ycbcr")
+
+    def band(rows):  # a band of the box's rows per CPU
+        a, b = rows
+        return ki.upsample_convert(out[a:b], sel[a:b], plane, info, x0, y0 + a, ycbcr)
+
+    if any(threads.run(band, threads.bands(h, h * w))):
         raise RuntimeError("internal error: sample window too small")
     return out
