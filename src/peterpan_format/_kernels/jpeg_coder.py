@@ -429,7 +429,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
                 else:
                     bavg = max(bl, bu)
                 n = _tree(st, buf, mode, probs, counts, weights, OFF_NZ7A + (cc * NZ_BUCKETS + bavg) * 64,
-                          OFF_NZ7B + (bl * NZ_BUCKETS + bu) * 64, OFF_NZ7C + cc * 64, W_NZ7 + cc * 6, 6, n)
+                          OFF_NZ7B + (bl * NZ_BUCKETS + bu) * 64, OFF_NZ7C + cc * 64, W_NZ7 + cc * 6, np.int64(6), n)
                 if n > 49:
                     return ERR_RANGE
                 nz7[b] = n
@@ -462,7 +462,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
                         OFF_IE1 + (band * M_BUCKETS + mb) * MAX_EXP - 1,
                         OFF_IE2 + (band * I_BUCKETS + ib) * MAX_EXP - 1,
                         OFF_IE3 + (band * NZR_BUCKETS + nzb) * MAX_EXP - 1,
-                        W_IE - 1, 1, _bitlen(abs(v)), mb - 1 if mb < 10 else NO_GUESS,
+                        W_IE - 1, np.int64(1), _bitlen(abs(v)), mb - 1 if mb < 10 else NO_GUESS,
                     )  # fmt: skip
                     rel = 5 if mb == 10 else min(max(mb - e + 2, 0), 4)
                     a = _mantissa(st, buf, mode, probs, counts, OFF_MANT + rel * E1 * 2, abs(v), e)
@@ -494,7 +494,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
                         OFF_NZEA + ((edge * 7 + min(_bitlen(nz7[b]), 6)) * 9 + npred) * 8,
                         OFF_NZEB + ((edge * 9 + npred) * 9 + nbc) * 8,
                         OFF_NZEC + ((cc * 2 + edge) * NZ_BUCKETS + NZ_BUCKET[nz7[b]]) * 8,
-                        W_NZE + (cc * 2 + edge) * 3, 3, n,
+                        W_NZE + (cc * 2 + edge) * 3, np.int64(3), n,
                     )  # fmt: skip
                     nze[b, edge] = n
                     rem = n
@@ -529,7 +529,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
                             OFF_EE1 + (edge * P_BUCKETS + pb) * MAX_EXP - 1,
                             OFF_EE2 + (edge * M_BUCKETS + mb) * MAX_EXP - 1,
                             OFF_EE3 + (pos * 7 + rem) * MAX_EXP - 1,
-                            W_EE + edge * MAX_EXP - 1, 1, _bitlen(abs(v)), pb - 1 if pb > 0 else NO_GUESS,
+                            W_EE + edge * MAX_EXP - 1, np.int64(1), _bitlen(abs(v)), pb - 1 if pb > 0 else NO_GUESS,
                         )  # fmt: skip
                         rel = 0  # how the prediction compares with the exponent
                         if nb >= 0:
@@ -551,15 +551,15 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
 
                 # ---- DC: residual from the boundary predictions of the left and upper blocks
                 if left >= 0 and up >= 0:
-                    pl = _boundary(coef, qt, b, left, 0, 1)
-                    pu = _boundary(coef, qt, b, up, 0, 8)
+                    pl = _boundary(coef, qt, b, left, np.int64(0), np.int64(1))
+                    pu = _boundary(coef, qt, b, up, np.int64(0), np.int64(8))
                     pred = _rdiv((pl + pu) >> 1, q00)
                     act = min(_bitlen(abs(pl - pu) // q00), 12)
                 elif left >= 0:
-                    pred = _rdiv(_boundary(coef, qt, b, left, 0, 1), q00)
+                    pred = _rdiv(_boundary(coef, qt, b, left, np.int64(0), np.int64(1)), q00)
                     act = 13
                 elif up >= 0:
-                    pred = _rdiv(_boundary(coef, qt, b, up, 0, 8), q00)
+                    pred = _rdiv(_boundary(coef, qt, b, up, np.int64(0), np.int64(8)), q00)
                     act = 13
                 else:
                     pred = last_dc
@@ -580,7 +580,7 @@ def _code_blocks(coef, index, comps, qts, buf, st, probs, counts, weights, nz7, 
                     OFF_DC1 + (cc * DC_ACT + act) * E1,
                     OFF_DC2 + (cc * NZ_BUCKETS + NZ_BUCKET[nz7[b]]) * E1,
                     OFF_DC3 + (cc * DC_RES + rb) * E1,
-                    W_DC + cc * E1, 0, _bitlen(abs(r)), NO_GUESS,
+                    W_DC + cc * E1, np.int64(0), _bitlen(abs(r)), np.int64(NO_GUESS),
                 )  # fmt: skip
                 dcr[b] = e
                 if e > 0:
