@@ -11,7 +11,6 @@ Usage: python fuzz/make_seeds.py [--out fuzz/seeds]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -70,25 +69,15 @@ def file_seeds() -> dict[str, bytes]:
         seeds[name + ".ppan"] = ppan_fuzz.encode_file(
             width, height, channels, kind, seed=len(seeds), background_scale=scale, feather=feather,
             subject_coding=coding, **meta)
-    with segmented_jpeg():
+    from peterpan_format.jpeg.payload import segments_of
+
+    with segments_of(1):  # coder 3 (spec §6.4.5.6) even for seed-sized images
         for width, height, channels in [(24, 40, 3), (16, 48, 1)]:
             mode = {1: "L", 3: "RGB"}[channels]
             seeds[f"{mode}-{width}x{height}-ellipse-jpeg-segments.ppan"] = ppan_fuzz.encode_file(
                 width, height, channels, "ellipse", seed=len(seeds), background_scale=2, feather=1,
                 subject_coding="jpeg")
     return seeds
-
-
-@contextlib.contextmanager
-def segmented_jpeg():
-    """Coding 4 written with coder 3 (segments, spec §6.4.5.6) even for seed-sized images."""
-    from peterpan_format.jpeg import payload
-
-    old, payload.SEGMENT_BLOCKS = payload.SEGMENT_BLOCKS, 1
-    try:
-        yield
-    finally:
-        payload.SEGMENT_BLOCKS = old
 
 
 def layer_seeds() -> dict[str, dict[str, bytes]]:

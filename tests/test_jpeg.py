@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import struct
 import textwrap
@@ -200,20 +199,10 @@ SUBJECT_CASES = [
 CODERS = ("brotli", "arith", "segments")  # "segments": coder 3 with as many as the encoder allows
 
 
-@contextlib.contextmanager
-def many_segments():
-    """Coder 3 (§6.4.5.6) on small images: a segment per stored block, up to MAX_SEGMENTS."""
-    old, jpayload.SEGMENT_BLOCKS = jpayload.SEGMENT_BLOCKS, 1
-    try:
-        yield
-    finally:
-        jpayload.SEGMENT_BLOCKS = old
-
-
 def encode_with(data, mask, coder, **kw):
     if coder != "segments":
         return encode_jpeg_subject(data, mask, coder=coder, **kw)
-    with many_segments():
+    with jpayload.segments_of(1):
         return encode_jpeg_subject(data, mask, coder="arith", **kw)
 
 
@@ -248,7 +237,7 @@ def test_segments_cut_evenly_and_decode_alike_on_any_thread_count(monkeypatch):
     data = pillow_jpeg(48, 160, quality=90)  # 4:2:0: 10 MCU rows
     mask = np.zeros((160, 48), bool)
     mask[20:150, 8:40] = True
-    with many_segments():
+    with jpayload.segments_of(1):
         payload = encode_jpeg_subject(data, mask, coder="arith")
     assert payload[0] == jpayload.ARITH_SEGMENTS
     head = jpayload.Header(payload, mask.shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import brotli
@@ -86,6 +87,18 @@ def _grids(keep: list[np.ndarray], tables: list[int]):
         n += cnt
         counts.append(cnt)
     return np.concatenate(index), np.array(comps, np.int64), counts
+
+
+@contextlib.contextmanager
+def segments_of(blocks: int):
+    """Within the block, coder 3 aims at segments of ``blocks`` stored blocks: 1 gives
+    segments to images of a few blocks (tests, fuzz seeds). Process-wide, not thread-safe."""
+    global SEGMENT_BLOCKS
+    old, SEGMENT_BLOCKS = SEGMENT_BLOCKS, blocks
+    try:
+        yield
+    finally:
+        SEGMENT_BLOCKS = old
 
 
 def _floor_pow2(n: int) -> int:
