@@ -380,8 +380,11 @@ def wait_for_output(folder: Path, process: subprocess.Popen) -> None:
 def test_ctrl_c_leaves_complete_files_and_resumes(tmp_path, workers, group):
     slow_batch(tmp_path)
     args = ["encode", tmp_path / "in", "-o", tmp_path / "out", "--masks", tmp_path / "masks", "--workers", workers]
+    # Ctrl-C's default action even where the suite itself runs with SIGINT ignored (a
+    # background job of a non-interactive shell), which a child would inherit
     process = subprocess.Popen([sys.executable, "-m", "peterpan_format.cli", *map(str, args)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_output(tmp_path / "out", process)
     if group:  # as a terminal does: the whole process group
         os.killpg(process.pid, signal.SIGINT)
