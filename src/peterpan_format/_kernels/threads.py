@@ -1,18 +1,23 @@
 """Independent pieces of a kernel's work on every CPU the process may use: the kernels
-release the GIL (``nogil=True``), so plain Python threads run them in parallel."""
+release the GIL (``nogil=True``), so plain Python threads run them in parallel. Numba's
+own setting caps the count (``NUMBA_NUM_THREADS``; ``ppan encode --workers N`` gives each
+worker its share)."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
+
 #: the fewest output pixels worth a thread of their own
 MIN_PIXELS = 1 << 18
 
 
 def cpus() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The CPUs this process may run on, at most ``NUMBA_NUM_THREADS``."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(usable, numba.config.NUMBA_NUM_THREADS))
 
 
 def run(fn, items) -> list:
