@@ -545,8 +545,8 @@ BOUNDS_SCRIPT = textwrap.dedent(
         cindex = rng.integers(-1, 45, rng.integers(1, 30)).astype(np.int32)
         ccomps = rng.integers(-2, 8, (rng.integers(0, 4), 5)).astype(np.int64)
         qts = rng.integers(0, 300, (rng.integers(1, 3), 64)).astype(np.uint16)
-        jpeg_coder.decode_blocks(rng.integers(0, 256, rng.integers(0, 60), dtype=np.uint8).tobytes(),
-                                 coef, cindex, ccomps, qts)
+        jpeg_coder.decode_segments([rng.integers(0, 256, rng.integers(0, 60), dtype=np.uint8).tobytes()],
+                                   coef, cindex, [ccomps], qts)
     print("ok")
     """
 )

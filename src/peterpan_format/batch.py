@@ -216,9 +216,10 @@ def run(jobs: list[Job], workers: int = 1, client: Any = None,
 
 
 def _start_worker(threads: int) -> None:
-    """Pool initializer. Each worker's torch/BLAS and decoding threads get its share of the cores; Ctrl-C goes
-    to the parent alone (which lets running jobs finish); libraries' chatter on stdout is
-    dropped; and the worker exits as soon as its parent is gone, even killed."""
+    """Pool initializer. Each worker's torch/BLAS and decoding threads get its share of the
+    cores; Ctrl-C goes to the parent alone (which lets running jobs finish); libraries'
+    chatter on stdout is dropped; and the worker exits as soon as its parent is gone, even
+    killed."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -18,6 +18,8 @@ specialised for its own case at compile time, so that a file compiles only what 
   and 5 (§6.3, §6.5).
 - ``jpeg_huffman``, ``jpeg_idct``, ``jpeg_coder``: JPEG entropy decoding, libjpeg-turbo's
   IDCT and upsampling, and the coefficient coder of SUBJ coding 4 (§6.4).
+- ``threads``: the wrappers' independent pieces (coefficient segments, bands of rows) on
+  one thread per CPU.
 
 Compiled kernels are cached on disk in a per-user folder (``cache``), never beside the
 sources; importing this package sets that up before any kernel is defined.

@@ -697,16 +697,6 @@ def decode_segments(streams, coef, index, segments, qtables) -> int:
     return next((s for s in threads.run(decode, zip(streams, segments)) if s != OK), OK)
 
 
-def encode_blocks(coef, index, comps, qtables) -> bytes:
-    """One stream for all blocks (coder 2): ``encode_segments`` with a single segment."""
-    return encode_segments(coef, index, [comps], qtables)[0]
-
-
-def decode_blocks(data, coef, index, comps, qtables) -> int:
-    """Decode one stream of ``encode_blocks``: ``decode_segments`` with a single segment."""
-    return decode_segments([data], coef, index, [comps], qtables)
-
-
 @numba.njit(cache=True, nogil=True)
 def _add_escapes(values, cursor, high, need, data, start):
     i = start

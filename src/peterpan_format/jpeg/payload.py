@@ -105,21 +105,26 @@ def _floor_pow2(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n > 0 else 1
 
 
+def _mcu_rows(comps: list[Component]) -> int:
+    """R of §6.4.5.6: the frame's MCU rows (a component stores v block rows per MCU row)."""
+    return comps[0].rows // comps[0].v
+
+
 def _cuts(keep: list[np.ndarray], comps: list[Component], count: int) -> list[int]:
     """The first MCU row of segments 1 .. count - 1 (§6.4.5.6), cut where the stored blocks
     split evenly; fewer where rows are too few."""
-    rows = comps[0].rows // comps[0].v  # MCU rows
+    rows = _mcu_rows(comps)
     per_row = np.zeros(rows, np.int64)
     for k, c in zip(keep, comps):
         np.add.at(per_row, np.arange(k.shape[0]) // c.v, np.count_nonzero(k, axis=1))
     cum = np.cumsum(per_row)
-    cuts = {int(np.searchsorted(cum, cum[-1] * j / count)) + 1 for j in range(1, count)} if count > 1 else set()
+    cuts = {int(np.searchsorted(cum, cum[-1] * j / count)) + 1 for j in range(1, count)}
     return sorted(r for r in cuts if 0 < r < rows)
 
 
 def _bands(grid_info: np.ndarray, comps: list[Component], cuts: list[int]) -> list[np.ndarray]:
     """Per segment, the kernels' component table of its band of block rows (§6.4.5.6)."""
-    edges = [0, *cuts, comps[0].rows // comps[0].v]
+    edges = [0, *cuts, _mcu_rows(comps)]
     bands = []
     for r0, r1 in zip(edges, edges[1:]):
         band = grid_info.copy()
@@ -253,7 +258,7 @@ def read(payload: bytes, mask: np.ndarray):
         return head, _brotli_blocks(head.data, counts, grids)
     if head.coder == ARITH:
         return head, _arith_blocks(head, [head.data], index, [grid_info], counts, grids)
-    cuts, streams = _segment_table(head.data, head.components[0].rows // head.components[0].v)
+    cuts, streams = _segment_table(head.data, _mcu_rows(head.components))
     return head, _arith_blocks(head, streams, index, _bands(grid_info, head.components, cuts), counts, grids)
 
 

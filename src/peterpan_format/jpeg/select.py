@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..masking import box_of
 from .parser import Component
 
 
@@ -51,11 +52,11 @@ def kept_blocks(mask: np.ndarray, comps: list[Component]) -> list[np.ndarray]:
     hmax = max(c.h for c in comps)
     vmax = max(c.v for c in comps)
     out = [np.zeros((c.nby, c.nbx), bool) for c in comps]
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    if rows.size == 0:
+    bx, by, bw, bh = box_of(m)
+    if bw == 0:
         return out
-    x0, x1 = _window(cols[0], cols[-1] + 1, 8 * hmax, width)
-    y0, y1 = _window(rows[0], rows[-1] + 1, 8 * vmax, height)
+    x0, x1 = _window(bx, bx + bw, 8 * hmax, width)
+    y0, y1 = _window(by, by + bh, 8 * vmax, height)
     sub = m[y0:y1, x0:x1] != 0
     for c, kept in zip(comps, out):
         rh, rv = hmax // c.h, vmax // c.v
