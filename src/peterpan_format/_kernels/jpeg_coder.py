@@ -179,6 +179,8 @@ DIRECT_INTERIOR = np.array([[STRETCH[min(r * 4096 // (49 - i), 4095)] for i in r
 DIRECT_EDGE = np.array([[STRETCH[min(r * 4096 // (8 - t), 4095)] if t else 0 for t in range(8)] for r in range(8)],
                        np.int64)
 
+BITLEN = np.array([int(v).bit_length() for v in range(4096)], np.uint8)
+
 # State vector of the range coder.
 _LOW, _RANGE, _CACHE, _CSIZE, _POS, _CODE, _FLAG = 0, 1, 2, 3, 4, 5, 6
 ENCODE, DECODE = 0, 1  # the ``mode`` of the kernels
@@ -291,7 +293,10 @@ def _mix(st, buf, mode, probs, counts, weights, c1, c2, c3, w, s4, bit):
 @numba.njit(cache=True, nogil=True)
 def _bitlen(v):
     """Number of bits of v >= 0 (0 for 0), at most 40."""
-    n = 0
+    if v < 4096:
+        return np.int64(BITLEN[v]) if v > 0 else np.int64(0)
+    n = 12
+    v >>= 12
     while v > 0 and n < 40:
         v >>= 1
         n += 1
