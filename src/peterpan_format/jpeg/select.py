@@ -20,24 +20,20 @@ from ..masking import box_of
 from .parser import Component
 
 
-def _reduce(m: np.ndarray, ratio: int, size: int, axis: int) -> np.ndarray:
-    """Along ``axis``: sample i is marked if a marked pixel reads it (see module doc)."""
-    m = np.moveaxis(m, axis, -1)
-    n = m.shape[-1]
-    if ratio == 1:
-        out = m[..., :size]
-    elif ratio == 2:
-        # pixels 2i-1, 2i, 2i+1, 2i+2 read sample i
-        pad = np.zeros(m.shape[:-1] + (2 * size + 3,), bool)
-        pad[..., 1 : 1 + n] = m
-        pairs = pad[..., 0 : 2 * size + 2 : 2] | pad[..., 1 : 2 * size + 2 : 2]  # 2j-1 | 2j
-        out = pairs[..., :size] | pairs[..., 1 : size + 1]
-    else:
-        pad = np.zeros(m.shape[:-1] + (ratio * size,), bool)
-        k = min(n, ratio * size)
-        pad[..., :k] = m[..., :k]
-        out = pad.reshape(m.shape[:-1] + (size, ratio)).any(axis=-1)
-    return np.moveaxis(out, -1, axis)
+def _blocks(m: np.ndarray, ratio: int, size: int, axis: int) -> np.ndarray:
+    """Along ``axis`` (of ``size`` samples): block k, samples 8k .. 8k + 7, is marked if
+    a pixel != 0 reads one of them (see module doc): pixels 8rk .. 8r(k + 1) - 1 for a
+    ratio r, and with r = 2 also the pixels 16k - 1 and 16k + 16 (the filter's taps)."""
+    m = np.moveaxis(m, axis, 0)
+    span, nb = 8 * ratio, -(-size // 8)
+    n = min(m.shape[0], size if ratio == 1 else ratio * size)
+    pad = np.zeros((nb * span + 2,) + m.shape[1:], bool)  # pixel p at p + 1
+    np.not_equal(m[:n], 0, out=pad[1 : n + 1])
+    out = pad[1 : nb * span + 1].reshape((nb, span) + m.shape[1:]).any(axis=1)
+    if ratio == 2:
+        out |= pad[0 : nb * span : span]  # pixel 16k - 1
+        out |= pad[span + 1 :: span][:nb]  # pixel 16k + 16
+    return np.moveaxis(out, 0, axis)
 
 
 def kept_blocks(mask: np.ndarray, comps: list[Component]) -> list[np.ndarray]:
@@ -57,17 +53,14 @@ def kept_blocks(mask: np.ndarray, comps: list[Component]) -> list[np.ndarray]:
         return out
     x0, x1 = _window(bx, bx + bw, 8 * hmax, width)
     y0, y1 = _window(by, by + bh, 8 * vmax, height)
-    sub = m[y0:y1, x0:x1] != 0
+    sub = m[y0:y1, x0:x1]
     for c, kept in zip(comps, out):
         rh, rv = hmax // c.h, vmax // c.v
         sx0, sy0 = x0 // rh, y0 // rv  # multiples of 8
         dw = (c.dw if x1 == width else x1 // rh) - sx0
         dh = (c.dh if y1 == height else y1 // rv) - sy0
-        need = _reduce(_reduce(sub, rh, dw, 1), rv, dh, 0)
-        nbx, nby = -(-dw // 8), -(-dh // 8)
-        pad = np.zeros((8 * nby, 8 * nbx), bool)
-        pad[:dh, :dw] = need
-        kept[sy0 // 8 : sy0 // 8 + nby, sx0 // 8 : sx0 // 8 + nbx] = pad.reshape(nby, 8, nbx, 8).any(axis=(1, 3))
+        need = _blocks(_blocks(sub, rv, dh, 0), rh, dw, 1)
+        kept[sy0 // 8 : sy0 // 8 + need.shape[0], sx0 // 8 : sx0 // 8 + need.shape[1]] = need
     return out
 
 
