@@ -136,38 +136,49 @@ def _clamp(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _sample(plane, info, c, x, y):
-    """Upsampled value of component ``c`` at output pixel (x, y) (T.81 sampling grid)."""
+@numba.njit(cache=True, nogil=True)
+def _upsample_row(plane, info, c, xa, n, y, row, sums):
+    """Upsampled values of component ``c`` at output pixels (xa .. xa + n - 1, y) into
+    ``row[:n]`` (T.81 sampling grid); ``sums`` (int64, >= the samples read) is scratch."""
     off, stride, ox, oy, dw, dh, rh, rv, fancy_h = (
         info[c, 0], info[c, 1], info[c, 2], info[c, 3], info[c, 4], info[c, 5],
         info[c, 6], info[c, 7], info[c, 8],
     )  # fmt: skip
     if rh == 1 and rv == 1:
-        return np.int64(plane[off + (y - oy) * stride + (x - ox)])
-    if rh == 2 and rv == 1 and fancy_h:
-        cx = x >> 1
-        nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
-        row = off + (y - oy) * stride - ox
-        return (3 * np.int64(plane[row + cx]) + np.int64(plane[row + nx]) + 1 + (x & 1)) >> 2
-    if rh == 1 and rv == 2:
-        cy = y >> 1
-        ny = _clamp(cy - 1 + 2 * (y & 1), 0, dh - 1)
-        col = off + (x - ox)
-        return (3 * np.int64(plane[col + (cy - oy) * stride]) + np.int64(plane[col + (ny - oy) * stride])
-                + 1 + (y & 1)) >> 2
-    if rh == 2 and rv == 2 and fancy_h:
-        cx = x >> 1
-        nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
+        base = off + (y - oy) * stride - ox
+        for i in range(n):
+            row[i] = plane[base + xa + i]
+    elif rh == 2 and rv == 1 and fancy_h:
+        base = off + (y - oy) * stride - ox
+        for i in range(n):
+            x = xa + i
+            cx = x >> 1
+            nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
+            row[i] = (3 * np.int64(plane[base + cx]) + np.int64(plane[base + nx]) + 1 + (x & 1)) >> 2
+    elif rh == 1 and rv == 2:
         cy = y >> 1
         ny = _clamp(cy - 1 + 2 * (y & 1), 0, dh - 1)
         near = off + (cy - oy) * stride - ox
         far = off + (ny - oy) * stride - ox
-        this = 3 * np.int64(plane[near + cx]) + np.int64(plane[far + cx])
-        other = 3 * np.int64(plane[near + nx]) + np.int64(plane[far + nx])
-        return (3 * this + other + 8 - (x & 1)) >> 4
-    # Replication: int_upsample, and h2v1 / h2v2 for components at most 2 samples wide.
-    return np.int64(plane[off + (y // rv - oy) * stride + (x // rh - ox)])
+        for i in range(n):
+            row[i] = (3 * np.int64(plane[near + xa + i]) + np.int64(plane[far + xa + i]) + 1 + (y & 1)) >> 2
+    elif rh == 2 and rv == 2 and fancy_h:
+        cy = y >> 1
+        ny = _clamp(cy - 1 + 2 * (y & 1), 0, dh - 1)
+        near = off + (cy - oy) * stride - ox
+        far = off + (ny - oy) * stride - ox
+        lo = _clamp((xa - 1) >> 1, 0, dw - 1)  # the columns read: the vertical pass first
+        for s in range(lo, _clamp((xa + n) >> 1, 0, dw - 1) + 1):
+            sums[s - lo] = 3 * np.int64(plane[near + s]) + np.int64(plane[far + s])
+        for i in range(n):
+            x = xa + i
+            cx = x >> 1
+            nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
+            row[i] = (3 * sums[cx - lo] + sums[nx - lo] + 8 - (x & 1)) >> 4
+    else:  # replication: int_upsample, and h2v1 / h2v2 for components at most 2 samples wide
+        base = off + (y // rv - oy) * stride - ox
+        for i in range(n):
+            row[i] = plane[base + (xa + i) // rh]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,24 +214,27 @@ def _upsample_convert(out, mask, plane, info, x0, y0, colour):
         cbb[i] = (116130 * xv + 32768) >> 16  # FIX(1.77200)
         crg[i] = -46802 * xv  # FIX(0.71414)
         cbg[i] = -22554 * xv + 32768  # FIX(0.34414), plus ONE_HALF
+    rows = np.empty((3, w), np.int64)
+    sums = np.empty(w // 2 + 3, np.int64)
     for j in range(h):
-        y = y0 + j
-        for i in range(w):
+        first = 0  # the row's first and last subject pixels
+        while first < w and mask[j, first] == 0:
+            first += 1
+        if first == w:
+            continue
+        last = w - 1
+        while mask[j, last] == 0:
+            last -= 1
+        for k in range(ncomp):
+            _upsample_row(plane, info, k, x0 + first, last + 1 - first, y0 + j, rows[k], sums)
+        for i in range(first, last + 1):
             if mask[j, i] == 0:
                 continue
-            x = x0 + i
-            a = b = c = np.int64(0)
-            for k in range(ncomp):  # one inlined copy of _sample: compiles in half the time
-                v = _sample(plane, info, k, x, y)
-                if k == 0:
-                    a = v
-                elif k == 1:
-                    b = v
-                else:
-                    c = v
+            a = rows[0, i - first]
             if ncomp == 1:
                 out[j, i, 0] = a
                 continue
+            b, c = rows[1, i - first], rows[2, i - first]
             if colour == 1:
                 out[j, i, 0] = _clamp(a + crr[c], 0, 255)
                 out[j, i, 1] = _clamp(a + ((cbg[b] + crg[c]) >> 16), 0, 255)
