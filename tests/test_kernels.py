@@ -631,8 +631,8 @@ def test_untrusted_kernels_in_bounds_with_boundscheck(tmp_path):
 
 
 def test_bands_of_rows_on_threads_give_the_same_pixels(monkeypatch):
-    """Bicubic upsampling and the JPEG box rendering split rows across CPUs (threads);
-    any banding must give the image one band gives."""
+    """Bicubic upsampling, the JPEG box's IDCT and rendering, and the paste split rows
+    across CPUs (threads); any banding must give the image one band gives."""
     import io
 
     import numba
@@ -647,7 +647,15 @@ def test_bands_of_rows_on_threads_give_the_same_pixels(monkeypatch):
     Image.fromarray(rng.integers(0, 256, (45, 38, 3), dtype=np.uint8)).save(out, "JPEG", quality=80)
     mask = rng.random((45, 38)) < 0.5
     payload = encode_jpeg_subject(out.getvalue(), mask)
-    one = resample.bicubic_upsample(small, 4, 33, 27), decode_jpeg_subject(payload, mask)
+    values = rng.integers(0, 256, (20, 25, 3), dtype=np.uint8)
+    subject = (rng.random((27, 33)) < 0.5).astype(np.uint8)
+
+    def pasted():
+        image = resample.bicubic_upsample(small, 4, 33, 27)
+        blend.paste(image, values, (4, 5, 25, 20), subject)
+        return image
+
+    one = resample.bicubic_upsample(small, 4, 33, 27), decode_jpeg_subject(payload, mask), pasted()
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 1)  # Numba's cap holds
     assert threads.cpus() == 1
     monkeypatch.setattr(threads, "MIN_PIXELS", 1)
@@ -656,3 +664,4 @@ def test_bands_of_rows_on_threads_give_the_same_pixels(monkeypatch):
         assert len(threads.bands(27, 27 * 33)) == cpus
         assert np.array_equal(resample.bicubic_upsample(small, 4, 33, 27), one[0])
         assert np.array_equal(decode_jpeg_subject(payload, mask), one[1])
+        assert np.array_equal(pasted(), one[2])

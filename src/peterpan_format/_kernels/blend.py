@@ -22,7 +22,7 @@ spec's result while doing less work:
 import numba
 import numpy as np
 
-from . import as_u8
+from . import as_u8, threads
 from .resample import bicubic_weights, upsampled_at
 
 MAX_RADIUS = 64  # keeps R + 4 within uint8 distances and offsets within int8
@@ -123,7 +123,10 @@ def paste(out, values, box, mask) -> None:
         raise ValueError("mask must match out, and values the box and out's channels")
     if x0 < 0 or y0 < 0 or x0 + w > out.shape[1] or y0 + h > out.shape[0]:
         raise ValueError("box must lie in the image")
-    _paste(out, values, x0, y0, mask)
+    def band(rows):
+        _paste(out, values[rows[0] : rows[1]], x0, y0 + rows[0], mask)
+
+    threads.run(band, threads.bands(h, h * w))
 
 
 def feather(out, mask, box, radius: int, small, scale: int) -> None:

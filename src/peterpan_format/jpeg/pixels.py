@@ -23,6 +23,15 @@ def sample_range(start: int, stop: int, ratio: int, size: int) -> tuple[int, int
     return lo, hi
 
 
+def _idct(coef, index, q, view, by0: int, bx0: int) -> None:
+    """ki.idct_blocks of a component's window, a band of its block rows per CPU."""
+
+    def band(rows):
+        ki.idct_blocks(coef, index, q, view[8 * rows[0] : 8 * rows[1]], by0 + rows[0], bx0)
+
+    threads.run(band, threads.bands(view.shape[0] // 8, view.size))
+
+
 def render(
     comps: list[Component],
     colour: str,
@@ -53,8 +62,7 @@ def render(
     blocks = iter(blocks)
     for (off, ph, pw, by0, bx0), q in zip(windows, qtables):
         coef, index = next(blocks)
-        view = plane[off : off + ph * pw].reshape(ph, pw)
-        ki.idct_blocks(coef, index, q, view, by0, bx0)
+        _idct(coef, index, q, plane[off : off + ph * pw].reshape(ph, pw), by0, bx0)
         del coef, index  # each component's coefficients go before the next come
     if next(blocks, None) is not None:  # ends a generator, which drops what it held
         raise ValueError("more blocks than components")
