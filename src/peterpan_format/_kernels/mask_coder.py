@@ -41,6 +41,22 @@ RATE = np.array([65536 // (n + 3) for n in range(RATE_LIMIT + 1)], np.int64)
 PAD = 4  # columns of zeros left and right of the box
 
 
+def _row_bits(dy: int, first: int, count: int) -> np.ndarray:
+    """Context bits of ``count`` pixels of row ``dy`` from dx = ``first`` on, packed as a
+    number (first pixel the most significant bit): value -> the bits it sets in the
+    context, so that a context is three table reads as the template slides along a row."""
+    table = np.zeros(1 << count, np.int64)
+    for j in range(count):
+        (t,) = np.flatnonzero((TEMPLATE[:, 0] == first + j) & (TEMPLATE[:, 1] == dy))
+        table[[v for v in range(1 << count) if v >> (count - 1 - j) & 1]] |= 1 << (TEMPLATE.shape[0] - 1 - t)
+    return table
+
+
+ABOVE2 = _row_bits(-2, -2, 5)  # pixels x - 2 .. x + 2 of row y - 2
+ABOVE1 = _row_bits(-1, -3, 7)  # x - 3 .. x + 3 of row y - 1
+assert np.array_equal(_row_bits(0, -4, 4), np.arange(16)), "row y fills the context's low 4 bits"
+
+
 @numba.njit(inline="always")
 def _bit(st, buf, mode, probs, counts, ctx, bit):
     """Code ``bit`` (encoder) or return the decoded one, with context ``ctx``; adapt it."""
@@ -78,11 +94,18 @@ def _code(box, buf, st, probs, counts, rows, mode):
         for x in range(w + 2 * PAD):
             rows[2, x] = rows[1, x] if same else 0
         if not same:
+            above2 = above1 = left = np.int64(0)  # the template's pixels of each row at x = 0
+            for x in range(5):
+                above2 = (above2 << 1) | rows[0, PAD - 2 + x]
+            for x in range(7):
+                above1 = (above1 << 1) | rows[1, PAD - 3 + x]
             for x in range(w):
-                ctx = np.int64(0)
-                for t in range(TEMPLATE.shape[0]):
-                    ctx = (ctx << 1) | rows[2 + TEMPLATE[t, 1], PAD + x + TEMPLATE[t, 0]]
-                rows[2, PAD + x] = _bit(st, buf, mode, probs, counts, ctx, box[y, x] if not decoding else 0)
+                ctx = ABOVE2[above2] | ABOVE1[above1] | left
+                bit = _bit(st, buf, mode, probs, counts, ctx, box[y, x] if not decoding else 0)
+                rows[2, PAD + x] = bit
+                above2 = ((above2 << 1) & 31) | rows[0, PAD + x + 3]
+                above1 = ((above1 << 1) & 127) | rows[1, PAD + x + 4]
+                left = ((left << 1) & 15) | bit
         if decoding:
             for x in range(w):
                 box[y, x] = rows[2, PAD + x]
