@@ -123,6 +123,7 @@ def paste(out, values, box, mask) -> None:
         raise ValueError("mask must match out, and values the box and out's channels")
     if x0 < 0 or y0 < 0 or x0 + w > out.shape[1] or y0 + h > out.shape[0]:
         raise ValueError("box must lie in the image")
+
     def band(rows):
         _paste(out, values[rows[0] : rows[1]], x0, y0 + rows[0], mask)
 
