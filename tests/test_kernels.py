@@ -665,22 +665,3 @@ def test_bands_of_rows_on_threads_give_the_same_pixels(monkeypatch):
         assert np.array_equal(resample.bicubic_upsample(small, 4, 33, 27), one[0])
         assert np.array_equal(decode_jpeg_subject(payload, mask), one[1])
         assert np.array_equal(pasted(), one[2])
-
-
-def test_pair_runs_both_and_raises_the_first_ones_error(monkeypatch):
-    """threads.pair (the background decoded beside the mask): both results, in order, on
-    one CPU or two; when both fail, the first's error (the layers' order)."""
-    from peterpan_format._kernels import threads
-
-    def fail(what):
-        raise OSError(what)
-
-    for cpus in (1, 2):
-        monkeypatch.setattr(threads, "cpus", lambda cpus=cpus: cpus)
-        assert threads.pair(lambda: "background", lambda: "mask") == ("background", "mask")
-        with pytest.raises(OSError, match="BGND"):
-            threads.pair(lambda: fail("BGND"), lambda: fail("MASK"))
-        with pytest.raises(OSError, match="MASK"):
-            threads.pair(lambda: 1, lambda: fail("MASK"))
-        with pytest.raises(OSError, match="BGND"):
-            threads.pair(lambda: fail("BGND"), lambda: 2)

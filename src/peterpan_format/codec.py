@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image
 
 from . import subject
-from ._kernels import threads
 from ._kernels.blend import feather, paste
 from ._kernels.resample import area_downsample, bicubic_upsample
 from ._kernels.mask_coder import MASK_CODER_ERRORS, decode_mask_box, encode_mask_box
@@ -60,11 +59,15 @@ def decode(header: Header, layers: dict[bytes, bytes], reduced: bool = False) ->
     decoded before the image is allocated and every step works in place, so that the
     memory held stays within a few times the image (spec §10).
     """
-    if reduced or MASK not in layers or SUBJ not in layers:
-        background = _background(layers, header)
-        return background if reduced else bicubic_upsample(background, header.scale, header.width, header.height)
-    background, mask = threads.pair(lambda: _background(layers, header),
-                                    lambda: decode_mask_layer(layers[MASK], header))
+    if BGND in layers:
+        background = decode_background(layers[BGND], header)
+    else:
+        background = np.zeros((*header.background_size[::-1], header.channels), np.uint8)
+    if reduced:
+        return background
+    if MASK not in layers or SUBJ not in layers:
+        return bicubic_upsample(background, header.scale, header.width, header.height)
+    mask = decode_mask_layer(layers[MASK], header)
     box, values = subject.decode(layers[SUBJ], mask, header.channels)
     image = bicubic_upsample(background, header.scale, header.width, header.height)
     if values is not None:
@@ -72,13 +75,6 @@ def decode(header: Header, layers: dict[bytes, bytes], reduced: bool = False) ->
         del values
         feather(image, mask, box, header.feather, background, header.scale)
     return image
-
-
-def _background(layers: dict[bytes, bytes], header: Header) -> np.ndarray:
-    """The BGND layer's pixels, or black (transparent) if it is missing."""
-    if BGND in layers:
-        return decode_background(layers[BGND], header)
-    return np.zeros((*header.background_size[::-1], header.channels), np.uint8)
 
 
 def encode_background(pixels: np.ndarray, mask: np.ndarray, header: Header, quality: int) -> bytes:

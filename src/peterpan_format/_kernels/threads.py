@@ -30,20 +30,6 @@ def run(fn, items) -> list:
         return list(pool.map(fn, items))
 
 
-def pair(first, second) -> tuple:
-    """``(first(), second())``, at once on two threads where two CPUs are usable; if both
-    raise, ``first``'s error is the one raised."""
-    if cpus() == 1:
-        return first(), second()
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(first)
-        try:
-            other = second()
-        finally:
-            result = pending.result()
-    return result, other
-
-
 def bands(rows: int, pixels: int) -> list[tuple[int, int]]:
     """``rows`` rows (``pixels`` in all) as (start, stop) bands, one per CPU, one band for
     an image too small to share."""
