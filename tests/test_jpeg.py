@@ -547,6 +547,23 @@ BOUNDS_SCRIPT = textwrap.dedent(
         qts = rng.integers(0, 300, (rng.integers(1, 3), 64)).astype(np.uint16)
         jpeg_coder.decode_segments([rng.integers(0, 256, rng.integers(0, 60), dtype=np.uint8).tobytes()],
                                    coef, cindex, [ccomps], qts)
+
+    # upsample_convert with windows that nearly fit: one field off, or the box leaving the image.
+    for _ in range(3000):
+        W, H = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        info, total = [], 0
+        for c in range(3):
+            rh, rv = (1, 1) if c == 0 else (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+            dw, dh = -(-W // rh), -(-H // rv)
+            info.append([total, dw, 0, 0, dw, dh, rh, rv, int(rh == 2 and dw > 2)])
+            total += dw * dh
+        info = np.array(info, np.int64)
+        if rng.random() < 0.5:
+            info[rng.integers(3), rng.integers(9)] += rng.integers(-3, 4)
+        out = np.zeros((rng.integers(1, 12), rng.integers(1, 12), 3), np.uint8)
+        plane = np.zeros(max(total + int(rng.integers(-3, 3)), 0), np.uint8)
+        jpeg_idct.upsample_convert(out, np.ones(out.shape[:2], np.uint8), plane, info,
+                                   int(rng.integers(-3, W + 3)), int(rng.integers(-3, H + 3)), 1)
     print("ok")
     """
 )

@@ -136,6 +136,25 @@ def _clamp(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _triangle(sums, lo, dw, xa, n, row, even, odd, shift):
+    """The horizontal 2:1 triangle filter: output x (xa .. xa + n - 1) from the values
+    ``sums[s - lo]`` of sample s = x >> 1 and its neighbour on x's side (clamped to
+    0 .. dw - 1), (3 * near + far + even or odd) >> shift; two outputs per sample."""
+    end = xa + n
+    first, last = xa >> 1, (end - 1) >> 1
+    for s in (first, last):  # the ends: a sample may have one output, or no neighbour
+        near = 3 * np.int64(sums[s - lo])
+        if 2 * s >= xa:
+            row[2 * s - xa] = (near + sums[max(s - 1, 0) - lo] + even) >> shift
+        if 2 * s + 1 < end:
+            row[2 * s + 1 - xa] = (near + sums[min(s + 1, dw - 1) - lo] + odd) >> shift
+    for s in range(first + 1, last):  # both outputs, both neighbours inside 0 .. dw - 1
+        near = 3 * np.int64(sums[s - lo])
+        row[2 * s - xa] = (near + sums[s - 1 - lo] + even) >> shift
+        row[2 * s + 1 - xa] = (near + sums[s + 1 - lo] + odd) >> shift
+
+
 @numba.njit(cache=True, nogil=True)
 def _upsample_row(plane, info, c, xa, n, y, row, sums):
     """Upsampled values of component ``c`` at output pixels (xa .. xa + n - 1, y) into
@@ -150,11 +169,10 @@ def _upsample_row(plane, info, c, xa, n, y, row, sums):
             row[i] = plane[base + xa + i]
     elif rh == 2 and rv == 1 and fancy_h:
         base = off + (y - oy) * stride - ox
-        for i in range(n):
-            x = xa + i
-            cx = x >> 1
-            nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
-            row[i] = (3 * np.int64(plane[base + cx]) + np.int64(plane[base + nx]) + 1 + (x & 1)) >> 2
+        lo = _clamp((xa - 1) >> 1, 0, dw - 1)
+        for s in range(lo, _clamp((xa + n) >> 1, 0, dw - 1) + 1):
+            sums[s - lo] = plane[base + s]
+        _triangle(sums, lo, dw, xa, n, row, 1, 2, 2)
     elif rh == 1 and rv == 2:
         cy = y >> 1
         ny = _clamp(cy - 1 + 2 * (y & 1), 0, dh - 1)
@@ -170,11 +188,7 @@ def _upsample_row(plane, info, c, xa, n, y, row, sums):
         lo = _clamp((xa - 1) >> 1, 0, dw - 1)  # the columns read: the vertical pass first
         for s in range(lo, _clamp((xa + n) >> 1, 0, dw - 1) + 1):
             sums[s - lo] = 3 * np.int64(plane[near + s]) + np.int64(plane[far + s])
-        for i in range(n):
-            x = xa + i
-            cx = x >> 1
-            nx = _clamp(cx - 1 + 2 * (x & 1), 0, dw - 1)
-            row[i] = (3 * sums[cx - lo] + sums[nx - lo] + 8 - (x & 1)) >> 4
+        _triangle(sums, lo, dw, xa, n, row, 8, 7, 4)
     else:  # replication: int_upsample, and h2v1 / h2v2 for components at most 2 samples wide
         base = off + (y // rv - oy) * stride - ox
         for i in range(n):
@@ -195,6 +209,9 @@ def _upsample_convert(out, mask, plane, info, x0, y0, colour):
         )
         if rh < 1 or rv < 1 or dw < 1 or dh < 1 or off < 0 or stride < 1:
             return -1
+        # The box lies in the image: each pixel's own sample exists.
+        if x0 < 0 or y0 < 0 or (x0 + w - 1) // rh >= dw or (y0 + h - 1) // rv >= dh:
+            return -1
         # Samples read for the box: x // rh -/+ 1 clamped to the component, likewise y.
         lo_x = _clamp((x0 - 1) // rh, 0, dw - 1)
         hi_x = _clamp((x0 + w) // rh, 0, dw - 1)
@@ -214,8 +231,8 @@ def _upsample_convert(out, mask, plane, info, x0, y0, colour):
         cbb[i] = (116130 * xv + 32768) >> 16  # FIX(1.77200)
         crg[i] = -46802 * xv  # FIX(0.71414)
         cbg[i] = -22554 * xv + 32768  # FIX(0.34414), plus ONE_HALF
-    rows = np.empty((3, w), np.int64)
-    sums = np.empty(w // 2 + 3, np.int64)
+    rows = np.empty((3, w), np.int32)
+    sums = np.empty(w // 2 + 3, np.int32)
     for j in range(h):
         first = 0  # the row's first and last subject pixels
         while first < w and mask[j, first] == 0:
@@ -253,7 +270,7 @@ def upsample_convert(out, mask, plane, info, x0: int, y0: int, colour: int) -> i
     ``info[c]`` (int64) = offset of the window in ``plane``, its row stride, the sample
     coordinates (ox, oy) of its first sample, the component size (dw, dh), the upsampling
     ratios (rh, rv) and 1 if a 2:1 horizontal ratio uses the fancy filter.
-    ``colour`` 1 converts YCbCr to RGB, 0 copies. Returns 0, or -1 if a window is too
-    small for the box (nothing written then).
+    ``colour`` 1 converts YCbCr to RGB, 0 copies. Returns 0, or -1 if the box leaves the
+    image or a window is too small for it (nothing written then).
     """
     return int(_upsample_convert(out, mask, plane, info, np.int64(x0), np.int64(y0), np.int64(colour)))
