@@ -136,7 +136,7 @@ def _clamp(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _triangle(sums, lo, dw, xa, n, row, even, odd, shift):
     """The horizontal 2:1 triangle filter: output x (xa .. xa + n - 1) from the values
     ``sums[s - lo]`` of sample s = x >> 1 and its neighbour on x's side (clamped to
