@@ -601,7 +601,7 @@ def test_spec_reader_agrees(kind, params):
 
 
 def test_auto_coder_is_the_smaller_of_both():
-    """The Brotli estimate (quality 1) only skips quality 11 where it loses: "auto" is as
+    """The Brotli estimates (qualities 1, 9) only skip quality 11 where it loses: "auto" is as
     small as the smaller of the coders on crafted JPEGs and masks of every size."""
     rng = np.random.default_rng(11)
     for w, h, sampling in [(45, 38, [(2, 2), (1, 1), (1, 1)]), (120, 90, [(1, 1), (1, 1), (1, 1)]),
