@@ -172,7 +172,7 @@ def _upsample_row(plane, info, c, xa, n, y, row, sums):
         lo = _clamp((xa - 1) >> 1, 0, dw - 1)
         for s in range(lo, _clamp((xa + n) >> 1, 0, dw - 1) + 1):
             sums[s - lo] = plane[base + s]
-        _triangle(sums, lo, dw, xa, n, row, 1, 2, 2)
+        _triangle(sums, lo, dw, xa, n, row, np.int64(1), np.int64(2), np.int64(2))
     elif rh == 1 and rv == 2:
         cy = y >> 1
         ny = _clamp(cy - 1 + 2 * (y & 1), 0, dh - 1)
@@ -188,7 +188,7 @@ def _upsample_row(plane, info, c, xa, n, y, row, sums):
         lo = _clamp((xa - 1) >> 1, 0, dw - 1)  # the columns read: the vertical pass first
         for s in range(lo, _clamp((xa + n) >> 1, 0, dw - 1) + 1):
             sums[s - lo] = 3 * np.int64(plane[near + s]) + np.int64(plane[far + s])
-        _triangle(sums, lo, dw, xa, n, row, 8, 7, 4)
+        _triangle(sums, lo, dw, xa, n, row, np.int64(8), np.int64(7), np.int64(4))
     else:  # replication: int_upsample, and h2v1 / h2v2 for components at most 2 samples wide
         base = off + (y // rv - oy) * stride - ox
         for i in range(n):
