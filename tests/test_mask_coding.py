@@ -82,3 +82,18 @@ def test_smaller_than_coding_1_on_photo_masks(photo_id):
     old = 1 + len(brotli.compress(encode_mask(mask.astype(np.uint8)).tobytes(), quality=11))
     assert len(codec.encode_mask_layer(mask.astype(np.uint8))) < 0.65 * old
 
+
+
+def test_context_tables_follow_the_template():
+    """The kernel builds each pixel's context from three tables as the template slides:
+    rows y - 2 and y - 1 through ABOVE2 / ABOVE1, row y's four pixels as the low bits.
+    Every table entry must set exactly the template bits of the pixels it stands for."""
+    from peterpan_format._kernels import mask_coder as mc
+
+    t = mc.TEMPLATE
+    bit = {(int(dx), int(dy)): 1 << (len(t) - 1 - i) for i, (dx, dy) in enumerate(t)}
+    for table, dy, first, count in ((mc.ABOVE2, -2, -2, 5), (mc.ABOVE1, -1, -3, 7), (np.arange(16), 0, -4, 4)):
+        for v in range(1 << count):
+            want = sum(bit[(first + j, dy)] for j in range(count) if v >> (count - 1 - j) & 1)
+            assert table[v] == want, (dy, v)
+    assert len(bit) == 16 and all(dy in (-2, -1, 0) for _, dy in bit)

@@ -158,7 +158,7 @@ def _triangle(sums, lo, dw, xa, n, row, even, odd, shift):
 @numba.njit(cache=True, nogil=True)
 def _upsample_row(plane, info, c, xa, n, y, row, sums):
     """Upsampled values of component ``c`` at output pixels (xa .. xa + n - 1, y) into
-    ``row[:n]`` (T.81 sampling grid); ``sums`` (int64, >= the samples read) is scratch."""
+    ``row[:n]`` (T.81 sampling grid); ``sums`` (as long as the samples read) is scratch."""
     off, stride, ox, oy, dw, dh, rh, rv, fancy_h = (
         info[c, 0], info[c, 1], info[c, 2], info[c, 3], info[c, 4], info[c, 5],
         info[c, 6], info[c, 7], info[c, 8],
